@@ -17,3 +17,12 @@
 pub mod actions;
 pub mod flow_key;
 pub mod stats;
+pub mod packet;
+pub mod vport;
+pub mod cache;
+pub mod checksum;
+pub mod classifier;
+pub mod datapath;
+pub mod extract;
+pub mod learning;
+pub mod wire;

@@ -1,0 +1,1 @@
+//! OpenFlow flow syntax (in progress).

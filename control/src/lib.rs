@@ -1,0 +1,3 @@
+//! xswitch control plane: flow syntax, CLI, daemon (later issues).
+
+pub mod flow_syntax;

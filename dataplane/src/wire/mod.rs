@@ -1,0 +1,1 @@
+//! Wire views (in progress).
