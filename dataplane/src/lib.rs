@@ -26,3 +26,7 @@ pub mod datapath;
 pub mod extract;
 pub mod learning;
 pub mod wire;
+pub mod rcu;
+pub mod port_table;
+pub mod watchdog;
+pub mod locks;
