@@ -1,1 +1,435 @@
-//! Wire views (in progress).
+//! Wire views: zero-copy, checked access to the headers of a frame.
+//!
+//! # What
+//! One file per protocol. Each defines a *view* over a byte buffer, in the
+//! smoltcp style:
+//!
+//! ```text
+//! pub struct Ipv4Packet<T: AsRef<[u8]>> { buffer: T }
+//! ```
+//!
+//! `T` is `&[u8]` to read a received frame in place, `&mut [u8]` to rewrite
+//! it (the setters that actions use), or `Vec<u8>` when building one. A view
+//! never copies and never allocates.
+//!
+//! # The contract
+//! * `new_unchecked(buffer)` wraps without looking; accessors of such a view
+//!   may panic when the buffer is too short. Use it only after a check.
+//! * `check_len()` verifies that every accessor can run: the fixed header fits
+//!   and any length field the accessors rely on (IPv4 IHL and total length,
+//!   TCP data offset, IPv6 payload length) is consistent with the buffer.
+//! * `new_checked(buffer)` is `new_unchecked` + `check_len`.
+//! * **Once `check_len` has passed, no accessor panics**, whatever the bytes
+//!   say. The fuzz target `fuzz/fuzz_targets/extract.rs` calls every accessor
+//!   of every view on random input to hold us to this.
+//!
+//! Field offsets live in a private `mod field` per protocol, so each layout is
+//! written down exactly once. Setters exist for the fields actions rewrite and
+//! for those [`builder`] needs.
+//!
+//! Values taken from the wire that name another protocol ([`EtherType`],
+//! [`IpProtocol`]) are open: a newtype over the raw number with named
+//! constants, so an unknown ethertype still parses and round-trips.
+//!
+//! # Errors
+//! [`Error`] says which [`Layer`] failed, how (`kind`), how many bytes it
+//! needed (`required_len`) against what it had (`len`), and where the layer
+//! starts in the frame (`layer_start_offset`) — the fields etherparse reports.
+//! A view does not know its own offset in the frame, so views report `0` and
+//! the caller that walks the frame rebases the error with [`Error::at`].
+//! `Error` is `Copy` and fits in 16 bytes, so [`crate::extract::Layers`] can
+//! carry it per packet without cost.
+//!
+//! # Why views and not parsed structs
+//! The packet path reads a handful of fields from each header and rewrites a
+//! few in place; decoding whole headers into owned structs would copy bytes
+//! the switch never looks at. Validation is done once per layer (`check_len`),
+//! after which reads are plain loads.
+
+use core::fmt;
+
+pub mod arp;
+pub mod builder;
+pub mod ethernet;
+pub mod icmp;
+pub mod icmpv6;
+pub mod igmp;
+pub mod ipv4;
+pub mod ipv6;
+pub mod sctp;
+pub mod tcp;
+pub mod udp;
+pub mod vlan;
+
+pub use arp::ArpPacket;
+pub use ethernet::EthernetFrame;
+pub use icmp::IcmpPacket;
+pub use icmpv6::Icmpv6Packet;
+pub use igmp::IgmpPacket;
+pub use ipv4::Ipv4Packet;
+pub use ipv6::{Ipv6ExtHeader, Ipv6FragmentHeader, Ipv6Packet};
+pub use sctp::SctpPacket;
+pub use tcp::TcpPacket;
+pub use udp::UdpPacket;
+pub use vlan::VlanHeader;
+
+/// The protocol layer a parse error is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Layer {
+    Ethernet,
+    /// An 802.1Q / 802.1ad tag.
+    Vlan,
+    /// The 802.2 LLC/SNAP header of an 802.3 length-field frame.
+    LlcSnap,
+    Arp,
+    Ipv4,
+    Ipv6,
+    /// An IPv6 extension header (hop-by-hop, routing, destination options,
+    /// authentication, fragment).
+    Ipv6ExtHeader,
+    Tcp,
+    Udp,
+    Sctp,
+    Icmp,
+    Icmpv6,
+    Igmp,
+}
+
+impl Layer {
+    /// Lower-case protocol name, as used in messages and logs.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Layer::Ethernet => "ethernet",
+            Layer::Vlan => "vlan",
+            Layer::LlcSnap => "llc/snap",
+            Layer::Arp => "arp",
+            Layer::Ipv4 => "ipv4",
+            Layer::Ipv6 => "ipv6",
+            Layer::Ipv6ExtHeader => "ipv6 extension header",
+            Layer::Tcp => "tcp",
+            Layer::Udp => "udp",
+            Layer::Sctp => "sctp",
+            Layer::Icmp => "icmp",
+            Layer::Icmpv6 => "icmpv6",
+            Layer::Igmp => "igmp",
+        }
+    }
+}
+
+/// How a layer failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// The buffer ends before the layer does: `len` bytes are there, the
+    /// header (or the length its own length field claims) needs
+    /// `required_len`.
+    Truncated,
+    /// A length field is below what the format allows: the field says `len`
+    /// bytes, at least `required_len` are needed (IPv4 IHL < 5, IPv4 total
+    /// length < header length, TCP data offset < 5, padding beyond 64 KiB).
+    BadLength,
+}
+
+/// A parse error: which layer, how, and with what lengths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Error {
+    pub kind: ErrorKind,
+    pub layer: Layer,
+    /// Bytes the layer needed (see [`ErrorKind`] for each kind's meaning).
+    pub required_len: u32,
+    /// Bytes it had, or the value of the offending length field.
+    pub len: u32,
+    /// Offset of the failing layer's first byte in the frame.
+    pub layer_start_offset: u32,
+}
+
+#[inline]
+fn clamp_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+impl Error {
+    /// A [`ErrorKind::Truncated`] error at offset 0.
+    #[inline]
+    pub fn truncated(layer: Layer, required_len: usize, len: usize) -> Self {
+        Error {
+            kind: ErrorKind::Truncated,
+            layer,
+            required_len: clamp_u32(required_len),
+            len: clamp_u32(len),
+            layer_start_offset: 0,
+        }
+    }
+
+    /// A [`ErrorKind::BadLength`] error at offset 0.
+    #[inline]
+    pub fn bad_length(layer: Layer, required_len: usize, len: usize) -> Self {
+        Error {
+            kind: ErrorKind::BadLength,
+            layer,
+            required_len: clamp_u32(required_len),
+            len: clamp_u32(len),
+            layer_start_offset: 0,
+        }
+    }
+
+    /// The same error, with the layer starting at `offset` in the frame.
+    #[inline]
+    pub fn at(self, offset: usize) -> Self {
+        Error {
+            layer_start_offset: clamp_u32(offset),
+            ..self
+        }
+    }
+
+    /// The same error, with `layer_start_offset` moved `delta` bytes further
+    /// (for errors reported relative to an enclosing layer's payload).
+    #[inline]
+    pub fn shifted(self, delta: usize) -> Self {
+        Error {
+            layer_start_offset: self.layer_start_offset.saturating_add(clamp_u32(delta)),
+            ..self
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind {
+            ErrorKind::Truncated => write!(
+                f,
+                "{} header at offset {} truncated: needs {} bytes, has {}",
+                self.layer.as_str(),
+                self.layer_start_offset,
+                self.required_len,
+                self.len
+            ),
+            ErrorKind::BadLength => write!(
+                f,
+                "{} header at offset {} has a bad length field: says {} bytes, needs at least {}",
+                self.layer.as_str(),
+                self.layer_start_offset,
+                self.len,
+                self.required_len
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Result of a wire operation.
+pub type Result<T> = core::result::Result<T, Error>;
+
+/// An Ethernet type / length field value. Open: any `u16` is valid; values
+/// below [`EtherType::MIN`] are 802.3 lengths, not types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct EtherType(pub u16);
+
+impl EtherType {
+    pub const IPV4: EtherType = EtherType(0x0800);
+    pub const ARP: EtherType = EtherType(0x0806);
+    pub const RARP: EtherType = EtherType(0x8035);
+    /// 802.1Q customer tag.
+    pub const VLAN: EtherType = EtherType(0x8100);
+    /// 802.1ad service tag (QinQ outer tag).
+    pub const QINQ: EtherType = EtherType(0x88a8);
+    pub const IPV6: EtherType = EtherType(0x86dd);
+    pub const MPLS: EtherType = EtherType(0x8847);
+    pub const MPLS_MCAST: EtherType = EtherType(0x8848);
+    /// Smallest value that is a type rather than an 802.3 length.
+    pub const MIN: u16 = 0x0600;
+    /// Open vSwitch's `FLOW_DL_TYPE_NONE`: the `dl_type` of an 802.3 frame
+    /// that carries no SNAP-encapsulated ethertype.
+    pub const NONE: EtherType = EtherType(0x05ff);
+
+    /// Is this a VLAN tag protocol identifier (802.1Q or 802.1ad)?
+    #[inline]
+    pub const fn is_vlan(self) -> bool {
+        self.0 == Self::VLAN.0 || self.0 == Self::QINQ.0
+    }
+    /// Is this an 802.3 length rather than a type?
+    #[inline]
+    pub const fn is_length(self) -> bool {
+        self.0 < Self::MIN
+    }
+}
+
+impl From<u16> for EtherType {
+    fn from(v: u16) -> Self {
+        EtherType(v)
+    }
+}
+impl From<EtherType> for u16 {
+    fn from(v: EtherType) -> Self {
+        v.0
+    }
+}
+
+/// An IP protocol / IPv6 next-header value. Open: any `u8` is valid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct IpProtocol(pub u8);
+
+impl IpProtocol {
+    pub const HOPOPTS: IpProtocol = IpProtocol(0);
+    pub const ICMP: IpProtocol = IpProtocol(1);
+    pub const IGMP: IpProtocol = IpProtocol(2);
+    pub const TCP: IpProtocol = IpProtocol(6);
+    pub const UDP: IpProtocol = IpProtocol(17);
+    pub const ROUTING: IpProtocol = IpProtocol(43);
+    pub const FRAGMENT: IpProtocol = IpProtocol(44);
+    pub const GRE: IpProtocol = IpProtocol(47);
+    pub const AH: IpProtocol = IpProtocol(51);
+    pub const ICMPV6: IpProtocol = IpProtocol(58);
+    pub const NO_NEXT_HEADER: IpProtocol = IpProtocol(59);
+    pub const DSTOPTS: IpProtocol = IpProtocol(60);
+    pub const SCTP: IpProtocol = IpProtocol(132);
+
+    /// Is this one of the IPv6 extension headers that
+    /// [`ipv6::walk_ext_headers`] skips (hop-by-hop, routing, destination
+    /// options, authentication, fragment)?
+    #[inline]
+    pub const fn is_ipv6_ext_header(self) -> bool {
+        matches!(self.0, 0 | 43 | 44 | 51 | 60)
+    }
+}
+
+impl From<u8> for IpProtocol {
+    fn from(v: u8) -> Self {
+        IpProtocol(v)
+    }
+}
+impl From<IpProtocol> for u8 {
+    fn from(v: IpProtocol) -> Self {
+        v.0
+    }
+}
+
+/// Big-endian reads and writes at fixed offsets. They index the slice, so
+/// they panic when out of bounds: views call them only on offsets that
+/// `check_len` has proven to be inside the buffer.
+pub(crate) mod be {
+    #[inline(always)]
+    pub fn u16_at(b: &[u8], at: usize) -> u16 {
+        u16::from_be_bytes([b[at], b[at + 1]])
+    }
+    #[inline(always)]
+    pub fn u32_at(b: &[u8], at: usize) -> u32 {
+        u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+    }
+    #[inline(always)]
+    pub fn put_u16(b: &mut [u8], at: usize, v: u16) {
+        b[at..at + 2].copy_from_slice(&v.to_be_bytes());
+    }
+    #[inline(always)]
+    pub fn put_u32(b: &mut [u8], at: usize, v: u32) {
+        b[at..at + 4].copy_from_slice(&v.to_be_bytes());
+    }
+    #[inline(always)]
+    pub fn mac_at(b: &[u8], at: usize) -> [u8; 6] {
+        [b[at], b[at + 1], b[at + 2], b[at + 3], b[at + 4], b[at + 5]]
+    }
+    #[inline(always)]
+    pub fn ipv6_at(b: &[u8], at: usize) -> core::net::Ipv6Addr {
+        let mut a = [0u8; 16];
+        a.copy_from_slice(&b[at..at + 16]);
+        core::net::Ipv6Addr::from(a)
+    }
+}
+
+/// The Internet checksum (RFC 1071), for the views' `verify_checksum` /
+/// `fill_checksum` and the frame builder. Not on the forwarding path.
+pub mod csum {
+    use core::net::{Ipv4Addr, Ipv6Addr};
+
+    /// Adds `data` to a running 32-bit one's-complement accumulator.
+    pub fn add(mut acc: u32, data: &[u8]) -> u32 {
+        let mut chunks = data.chunks_exact(2);
+        for c in &mut chunks {
+            acc = acc.wrapping_add(u32::from(u16::from_be_bytes([c[0], c[1]])));
+            acc = (acc & 0xffff) + (acc >> 16);
+        }
+        if let [last] = chunks.remainder() {
+            acc = acc.wrapping_add(u32::from(*last) << 8);
+            acc = (acc & 0xffff) + (acc >> 16);
+        }
+        acc
+    }
+
+    /// Folds the accumulator and complements it.
+    pub fn finish(mut acc: u32) -> u16 {
+        while acc > 0xffff {
+            acc = (acc & 0xffff) + (acc >> 16);
+        }
+        !(acc as u16)
+    }
+
+    /// The checksum of `data` alone.
+    pub fn of(data: &[u8]) -> u16 {
+        finish(add(0, data))
+    }
+
+    /// Accumulator seeded with the IPv4 pseudo-header.
+    pub fn pseudo_v4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, len: usize) -> u32 {
+        let mut acc = add(0, &src.octets());
+        acc = add(acc, &dst.octets());
+        acc = add(acc, &[0, proto]);
+        add(acc, &(len as u16).to_be_bytes())
+    }
+
+    /// Accumulator seeded with the IPv6 pseudo-header.
+    pub fn pseudo_v6(src: Ipv6Addr, dst: Ipv6Addr, proto: u8, len: usize) -> u32 {
+        let mut acc = add(0, &src.octets());
+        acc = add(acc, &dst.octets());
+        acc = add(acc, &(len as u32).to_be_bytes());
+        add(acc, &[0, 0, 0, proto])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_display_names_layer_offset_and_lengths() {
+        let e = Error::truncated(Layer::Ipv4, 20, 7).at(18);
+        assert_eq!(
+            e.to_string(),
+            "ipv4 header at offset 18 truncated: needs 20 bytes, has 7"
+        );
+        let e = Error::bad_length(Layer::Tcp, 20, 12).at(34);
+        assert_eq!(
+            e.to_string(),
+            "tcp header at offset 34 has a bad length field: says 12 bytes, needs at least 20"
+        );
+        assert!(core::mem::size_of::<Error>() <= 16);
+    }
+
+    #[test]
+    fn checksum_of_rfc1071_example() {
+        // RFC 1071 section 3 example: sum 0xddf2, checksum its complement.
+        let data = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
+        assert_eq!(csum::of(&data), !0xddf2);
+        // A buffer including its own checksum sums to zero.
+        let mut with = data.to_vec();
+        with.extend_from_slice(&csum::of(&data).to_be_bytes());
+        assert_eq!(csum::of(&with), 0);
+    }
+
+    #[test]
+    fn checksum_pads_odd_length_with_zero() {
+        assert_eq!(
+            csum::of(&[0x12, 0x34, 0x56]),
+            csum::of(&[0x12, 0x34, 0x56, 0x00])
+        );
+    }
+
+    #[test]
+    fn ethertype_classes() {
+        assert!(EtherType::VLAN.is_vlan() && EtherType::QINQ.is_vlan());
+        assert!(!EtherType::IPV4.is_vlan());
+        assert!(EtherType(0x05dc).is_length() && EtherType::NONE.is_length());
+        assert!(!EtherType(0x0600).is_length());
+        assert!(IpProtocol::FRAGMENT.is_ipv6_ext_header());
+        assert!(!IpProtocol::TCP.is_ipv6_ext_header());
+    }
+}
