@@ -1,0 +1,816 @@
+//! The per-thread forwarding context and the packet walk.
+//!
+//! # What
+//! A [`Pmd`] is everything one forwarding thread writes: its exact-match
+//! cache, its buffer pool, one tx batch per (output port, tx queue), per-port
+//! counter accumulators and its own totals. Nothing in it is shared, so the
+//! packet path takes no lock and writes no shared cache line per packet;
+//! shared counters (per port, per rule, [`PmdShared`]) are added once per
+//! batch.
+//!
+//! # The walk ([`Pmd::process_batch`])
+//! 1. Load the port map and the classifier snapshot once for the batch.
+//! 2. Per packet: `extract` the key (a frame shorter than an Ethernet header
+//!    is dropped as `malformed`); hash it; with rules installed look it up in
+//!    the EMC, then the classifier on a miss (a miss is cached too, and
+//!    dropped as `no_match`); with no rules the action list is `normal`.
+//! 3. Run the actions. The common single `output:P` moves the packet into
+//!    P's tx batch without running the executor. Otherwise, when every output
+//!    of the list comes after every rewrite, outputs are only *collected*
+//!    while the executor runs; afterwards all but the last destination get a
+//!    copy from the pool and the last one gets the packet itself — so
+//!    `normal` to a known station and `mod_*` + `output` copy nothing, and a
+//!    flood to n ports copies n - 1 times. A list that rewrites between
+//!    outputs copies at each output (the packet must be emitted as it is at
+//!    that moment).
+//! 4. Each output checks the port (in the map, [`PortState::output_check`],
+//!    MTU) — the check result is cached per port for the batch — and appends
+//!    to the batch of tx queue `hash % n`, `n > 0` guaranteed by the check.
+//! 5. At the end of the batch every tx batch is flushed: the port state is
+//!    checked again (a port deleted or downed during the batch drops here,
+//!    the "next batch boundary" of the deletion protocol), then `send` is
+//!    retried at most [`TX_RETRIES`] times while the ring stays full (then
+//!    `tx_ring_full`); a send error drops the rest as `tx_error`.
+//! 6. Counters are committed: per port, per rule, per PMD.
+//!
+//! # Accounting
+//! Each packet leaves `process_batch` either transmitted at least once or
+//! dropped under exactly one reason; each extra copy is counted in
+//! `copies` and then likewise transmitted or dropped. So
+//! `rx + copies == tx + drops` holds at every batch boundary
+//! ([`PmdStats::balanced`]), and per ingress port as well.
+//!
+//! [`PortState::output_check`]: crate::vport::PortState::output_check
+
+use super::{Datapath, PortMap};
+use crate::actions::{execute, Action, ActionContext, ExecResult};
+use crate::cache::{EmcProbe, ExactMatchCache};
+use crate::classifier::Rule;
+use crate::extract::extract;
+use crate::flow_key::{FlowKey, PortNo};
+use crate::learning::{is_multicast, MacTable};
+use crate::packet::{Packet, PacketBatch, PacketPool, BATCH_SIZE};
+use crate::stats::{DropCounters, DropReason};
+use crate::vport::TxError;
+use core::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// How often a flush re-offers a batch to a tx ring that stays full, after
+/// the first attempt, before dropping the rest as `tx_ring_full`.
+pub const TX_RETRIES: u32 = 4;
+
+/// The action list of the learning bridge (no rules installed).
+const NORMAL_ONLY: &[Action] = &[Action::Normal];
+
+/// How a [`Pmd`] is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PmdConfig {
+    /// Identifies the PMD in statistics.
+    pub id: usize,
+    /// Exact-match cache entries (OVS's default is 8192).
+    pub emc_entries: usize,
+    /// Packet buffers in the PMD's pool.
+    pub pool_size: usize,
+}
+
+impl Default for PmdConfig {
+    fn default() -> Self {
+        PmdConfig {
+            id: 0,
+            emc_entries: 8192,
+            pool_size: 4096,
+        }
+    }
+}
+
+/// A PMD's own totals (plain integers; read them from the PMD's thread, or
+/// through [`PmdShared`] from others).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PmdStats {
+    /// Batches processed.
+    pub batches: u64,
+    /// Packets received.
+    pub rx_packets: u64,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Extra copies made (a packet sent to n ports makes n - 1).
+    pub copies: u64,
+    /// Packets transmitted.
+    pub tx_packets: u64,
+    /// Bytes transmitted.
+    pub tx_bytes: u64,
+    /// Drops by reason (packets and copies).
+    pub drops: DropCounters,
+    /// Packets whose rule came from the exact-match cache (including cached
+    /// table misses).
+    pub emc_hits: u64,
+    /// Packets that needed a classifier lookup.
+    pub classifier_lookups: u64,
+    /// Frames with a truncated or malformed inner header (still switched on
+    /// the fields that parsed, as OVS does).
+    pub parse_errors: u64,
+    /// Re-offers of a batch to a full tx ring.
+    pub tx_retries: u64,
+    /// Sends that reported the device gone.
+    pub tx_gone: u64,
+}
+
+impl PmdStats {
+    /// The accounting invariant: `rx + copies == tx + drops`.
+    pub fn balanced(&self) -> bool {
+        self.rx_packets + self.copies == self.tx_packets + self.drops.total()
+    }
+}
+
+/// The part of a PMD's totals other threads may read while it runs
+/// (published with relaxed stores at the end of every batch).
+#[derive(Debug, Default)]
+pub struct PmdShared {
+    batches: AtomicU64,
+    rx_packets: AtomicU64,
+    tx_packets: AtomicU64,
+    drops: AtomicU64,
+}
+
+impl PmdShared {
+    /// Batches processed; also a heartbeat.
+    pub fn batches(&self) -> u64 {
+        self.batches.load(Ordering::Relaxed)
+    }
+    /// Packets received.
+    pub fn rx_packets(&self) -> u64 {
+        self.rx_packets.load(Ordering::Relaxed)
+    }
+    /// Packets transmitted.
+    pub fn tx_packets(&self) -> u64 {
+        self.tx_packets.load(Ordering::Relaxed)
+    }
+    /// Packets dropped, all reasons.
+    pub fn drops(&self) -> u64 {
+        self.drops.load(Ordering::Relaxed)
+    }
+}
+
+/// Counters of one port, accumulated over a batch.
+#[derive(Default)]
+struct PortAcc {
+    touched: bool,
+    rx_packets: u64,
+    rx_bytes: u64,
+    rx_copies: u64,
+    rx_delivered: u64,
+    tx_packets: u64,
+    tx_bytes: u64,
+    drops: DropCounters,
+    tx_drops: DropCounters,
+}
+
+/// The pending output to one port in the current batch.
+#[derive(Default)]
+struct TxSlot {
+    /// The port's output check, done at its first output in the batch.
+    check: Option<Result<u32, DropReason>>,
+    mtu: usize,
+    /// One batch per tx queue (grown on first use of a queue, then reused).
+    queues: Vec<PacketBatch>,
+}
+
+/// The output half of a PMD: pool, tx batches, counters.
+struct Egress {
+    pool: PacketPool,
+    tx: Vec<TxSlot>,
+    tx_dirty: Vec<usize>,
+    acc: Vec<PortAcc>,
+    acc_dirty: Vec<usize>,
+    stats: PmdStats,
+    /// The ingress port's index in this batch's map (`None` if it was
+    /// deleted before its packets were processed).
+    in_idx: Option<usize>,
+}
+
+impl Egress {
+    fn begin(&mut self, ports: &PortMap, in_port: PortNo) {
+        let n = ports.len();
+        if self.tx.len() < n {
+            self.tx.resize_with(n, TxSlot::default);
+            self.acc.resize_with(n, PortAcc::default);
+        }
+        self.in_idx = ports.index(in_port);
+    }
+
+    #[inline]
+    fn acc(&mut self, idx: usize) -> &mut PortAcc {
+        let a = &mut self.acc[idx];
+        if !a.touched {
+            a.touched = true;
+            self.acc_dirty.push(idx);
+        }
+        a
+    }
+
+    #[inline]
+    fn count_rx(&mut self, bytes: u64) {
+        self.stats.rx_packets += 1;
+        self.stats.rx_bytes += bytes;
+        if let Some(i) = self.in_idx {
+            let a = self.acc(i);
+            a.rx_packets += 1;
+            a.rx_bytes += bytes;
+        }
+    }
+
+    #[inline]
+    fn count_copies(&mut self, n: u64) {
+        if n == 0 {
+            return;
+        }
+        self.stats.copies += n;
+        if let Some(i) = self.in_idx {
+            self.acc(i).rx_copies += n;
+        }
+    }
+
+    /// Counts `n` packets dropped for `reason`; `egress` is the port an
+    /// output to which failed, if that is why.
+    #[inline]
+    fn count_drop(&mut self, reason: DropReason, n: u64, egress: Option<usize>) {
+        self.stats.drops.add(reason, n);
+        if let Some(i) = self.in_idx {
+            self.acc(i).drops.add(reason, n);
+        }
+        if let Some(e) = egress {
+            self.acc(e).tx_drops.add(reason, n);
+        }
+    }
+
+    /// Drops `pkt`: its buffer goes back to the pool.
+    #[inline]
+    fn drop_pkt(&mut self, pkt: Packet, reason: DropReason, egress: Option<usize>) {
+        self.pool.free(pkt);
+        self.count_drop(reason, 1, egress);
+    }
+
+    /// A pool copy of `pkt`, or `None` (counted `umem_exhausted`).
+    #[inline]
+    fn copy(&mut self, pkt: &Packet) -> Option<Packet> {
+        let Some(mut c) = self.pool.alloc() else {
+            self.count_drop(DropReason::UmemExhausted, 1, None);
+            return None;
+        };
+        // Cannot fail: the source came from a buffer of the same size.
+        if c.set_data(pkt.data()) {
+            Some(c)
+        } else {
+            self.drop_pkt(c, DropReason::UmemExhausted, None);
+            None
+        }
+    }
+
+    /// Queues `pkt` for output to `ofport`, or drops it with the reason the
+    /// output may not happen.
+    #[inline]
+    fn enqueue(&mut self, ports: &PortMap, ofport: PortNo, pkt: Packet, hash: u64) {
+        let Some(idx) = ports.index(ofport) else {
+            return self.drop_pkt(pkt, DropReason::NoPort, None);
+        };
+        let slot = &mut self.tx[idx];
+        let check = match slot.check {
+            Some(c) => c,
+            None => {
+                let port = &ports.entries()[idx].port;
+                let c = port.state().output_check();
+                slot.check = Some(c);
+                slot.mtu = port.mtu();
+                self.tx_dirty.push(idx);
+                c
+            }
+        };
+        let n = match check {
+            Ok(n) => n,
+            Err(reason) => return self.drop_pkt(pkt, reason, Some(idx)),
+        };
+        if pkt.len() > self.tx[idx].mtu {
+            return self.drop_pkt(pkt, DropReason::MtuExceeded, Some(idx));
+        }
+        // `output_check` returned n >= 1.
+        let q = (hash % u64::from(n)) as usize;
+        if self.tx[idx].queues.len() <= q {
+            self.tx[idx].queues.resize_with(q + 1, PacketBatch::new);
+        }
+        if self.tx[idx].queues[q].is_full() {
+            self.flush_queue(ports, idx, q);
+        }
+        if let Err(pkt) = self.tx[idx].queues[q].push(pkt) {
+            // The flush above always empties the batch; keep the count exact
+            // regardless.
+            self.drop_pkt(pkt, DropReason::TxRingFull, Some(idx));
+        }
+    }
+
+    /// Drops every packet left in tx batch `(idx, q)` for `reason`.
+    fn drop_queue(&mut self, idx: usize, q: usize, reason: DropReason) -> (u64, u64) {
+        let mut n = 0;
+        let mut bytes = 0;
+        for p in self.tx[idx].queues[q].drain() {
+            n += 1;
+            bytes += p.len() as u64;
+            self.pool.free(p);
+        }
+        self.count_drop(reason, n, Some(idx));
+        (n, bytes)
+    }
+
+    /// Sends tx batch `(idx, q)` (see the module docs, step 5).
+    fn flush_queue(&mut self, ports: &PortMap, idx: usize, q: usize) {
+        let batch_len = self.tx[idx].queues[q].len() as u64;
+        if batch_len == 0 {
+            return;
+        }
+        let port = &ports.entries()[idx].port;
+        // Re-check: the port may have been unregistered, downed or lost its
+        // queues since the packets were queued.
+        let n = match port.state().output_check() {
+            Ok(n) => n as usize,
+            Err(reason) => {
+                self.drop_queue(idx, q, reason);
+                return;
+            }
+        };
+        let qid = q % n;
+        let batch_bytes: u64 = self.tx[idx].queues[q].iter().map(|p| p.len() as u64).sum();
+        let mut retries = 0;
+        let (lost, lost_bytes) = loop {
+            let batch = &mut self.tx[idx].queues[q];
+            match port.send(qid, batch, &mut self.pool) {
+                Ok(_) if batch.is_empty() => break (0, 0),
+                Ok(_) if retries < TX_RETRIES => {
+                    retries += 1;
+                    core::hint::spin_loop();
+                }
+                Ok(_) => break self.drop_queue(idx, q, DropReason::TxRingFull),
+                Err(e) => {
+                    if e == TxError::Gone {
+                        self.stats.tx_gone += 1;
+                    }
+                    break self.drop_queue(idx, q, DropReason::TxError);
+                }
+            }
+        };
+        self.stats.tx_retries += u64::from(retries);
+        let sent = batch_len - lost;
+        let sent_bytes = batch_bytes - lost_bytes;
+        if sent != 0 {
+            self.stats.tx_packets += sent;
+            self.stats.tx_bytes += sent_bytes;
+            let a = self.acc(idx);
+            a.tx_packets += sent;
+            a.tx_bytes += sent_bytes;
+            if let Some(i) = self.in_idx {
+                self.acc(i).rx_delivered += sent;
+            }
+        }
+    }
+
+    /// Flushes every tx batch of this batch and forgets the cached checks.
+    fn flush(&mut self, ports: &PortMap) {
+        // Index loop: flushing may not add dirty slots (it only sends).
+        for i in 0..self.tx_dirty.len() {
+            let idx = self.tx_dirty[i];
+            for q in 0..self.tx[idx].queues.len() {
+                self.flush_queue(ports, idx, q);
+            }
+            self.tx[idx].check = None;
+        }
+        self.tx_dirty.clear();
+    }
+
+    /// Adds the batch's per-port counters to the shared ones.
+    fn commit(&mut self, ports: &PortMap) {
+        for &idx in &self.acc_dirty {
+            let a = core::mem::take(&mut self.acc[idx]);
+            let c = &ports.entries()[idx].counters;
+            let add = |x: &AtomicU64, v: u64| {
+                if v != 0 {
+                    x.fetch_add(v, Ordering::Relaxed);
+                }
+            };
+            add(&c.rx_packets, a.rx_packets);
+            add(&c.rx_bytes, a.rx_bytes);
+            add(&c.rx_copies, a.rx_copies);
+            add(&c.rx_delivered, a.rx_delivered);
+            add(&c.tx_packets, a.tx_packets);
+            add(&c.tx_bytes, a.tx_bytes);
+            for (r, n) in a.drops.nonzero() {
+                c.drops.add(r, n);
+            }
+            for (r, n) in a.tx_drops.nonzero() {
+                c.tx_drops.add(r, n);
+            }
+        }
+        self.acc_dirty.clear();
+    }
+}
+
+/// Rules hit in the current batch with their packet and byte counts, so a
+/// rule's shared counters are written once per batch.
+struct RuleHits {
+    hits: Vec<(Arc<Rule>, u64, u64)>,
+}
+
+impl RuleHits {
+    /// Counts one packet of `bytes` for `rule`; returns its slot.
+    #[inline]
+    fn note(&mut self, rule: &Arc<Rule>, bytes: u64) -> usize {
+        if let Some(i) = self.hits.iter().rposition(|(r, _, _)| Arc::ptr_eq(r, rule)) {
+            let h = &mut self.hits[i];
+            h.1 += 1;
+            h.2 += bytes;
+            return i;
+        }
+        self.hits.push((Arc::clone(rule), 1, bytes));
+        self.hits.len() - 1
+    }
+
+    #[inline]
+    fn actions(&self, slot: usize) -> &[Action] {
+        self.hits[slot].0.actions()
+    }
+
+    fn commit(&mut self, now: Instant) {
+        for (rule, packets, bytes) in self.hits.drain(..) {
+            rule.record_hit(packets, bytes, now);
+        }
+    }
+}
+
+/// True when no rewrite follows an output in `actions`: then every output
+/// emits the same bytes and they can share the packet.
+#[inline]
+fn outputs_follow_rewrites(actions: &[Action]) -> bool {
+    let mut output_seen = false;
+    for a in actions {
+        match a {
+            Action::Output(_) | Action::InPort | Action::Normal | Action::Flood | Action::All => {
+                output_seen = true
+            }
+            _ if output_seen => return false,
+            _ => {}
+        }
+    }
+    true
+}
+
+/// The [`ActionContext`] of one packet on the PMD path.
+struct PacketCtx<'a> {
+    eg: &'a mut Egress,
+    /// Collected destinations (deferred mode).
+    dests: &'a mut Vec<PortNo>,
+    ports: &'a PortMap,
+    macs: &'a MacTable,
+    in_port: PortNo,
+    hash: u64,
+    now_secs: u32,
+    /// Collect outputs and emit after execution (no rewrite follows an
+    /// output), or copy at each output.
+    deferred: bool,
+    /// Output attempts made.
+    outputs: u64,
+    /// Why `normal` sent nothing (`loop_prevented`).
+    hint: Option<DropReason>,
+}
+
+impl PacketCtx<'_> {
+    #[inline]
+    fn emit(&mut self, port: PortNo, pkt: &Packet) {
+        self.outputs += 1;
+        if self.deferred {
+            self.dests.push(port);
+        } else if let Some(c) = self.eg.copy(pkt) {
+            self.eg.enqueue(self.ports, port, c, self.hash);
+        }
+    }
+}
+
+impl ActionContext for PacketCtx<'_> {
+    fn output(&mut self, port: PortNo, pkt: &Packet) {
+        self.emit(port, pkt);
+    }
+
+    fn flood(&mut self, in_port: PortNo, pkt: &Packet) {
+        let ports = self.ports;
+        for e in ports.entries() {
+            if e.ofport != in_port {
+                self.emit(e.ofport, pkt);
+            }
+        }
+    }
+
+    fn normal(&mut self, key: &FlowKey, pkt: &Packet) {
+        let vlan = key.dl_vlan().unwrap_or(0);
+        self.macs
+            .learn(vlan, key.dl_src(), self.in_port, self.now_secs);
+        let dst = key.dl_dst();
+        if is_multicast(&dst) {
+            return self.flood(self.in_port, pkt);
+        }
+        match self.macs.lookup(vlan, dst, self.now_secs) {
+            Some(p) if p == self.in_port => self.hint = Some(DropReason::LoopPrevented),
+            Some(p) => self.emit(p, pkt),
+            None => self.flood(self.in_port, pkt),
+        }
+    }
+}
+
+/// One forwarding thread's context (see the module docs).
+pub struct Pmd {
+    dp: Arc<Datapath>,
+    id: usize,
+    emc: ExactMatchCache,
+    hits: RuleHits,
+    eg: Egress,
+    dests: Vec<PortNo>,
+    rx_batch: Option<PacketBatch>,
+    shared: Arc<PmdShared>,
+}
+
+impl core::fmt::Debug for Pmd {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Pmd")
+            .field("id", &self.id)
+            .field("stats", &self.eg.stats)
+            .field("pool_available", &self.eg.pool.available())
+            .finish()
+    }
+}
+
+impl Pmd {
+    /// A PMD for `dp`. Allocates its cache, pool and batches here.
+    pub fn new(dp: Arc<Datapath>, cfg: PmdConfig) -> Self {
+        Pmd {
+            dp,
+            id: cfg.id,
+            emc: ExactMatchCache::new(cfg.emc_entries),
+            hits: RuleHits {
+                hits: Vec::with_capacity(BATCH_SIZE),
+            },
+            eg: Egress {
+                pool: PacketPool::new(cfg.pool_size),
+                tx: Vec::new(),
+                tx_dirty: Vec::new(),
+                acc: Vec::new(),
+                acc_dirty: Vec::new(),
+                stats: PmdStats::default(),
+                in_idx: None,
+            },
+            dests: Vec::with_capacity(64),
+            rx_batch: Some(PacketBatch::new()),
+            shared: Arc::new(PmdShared::default()),
+        }
+    }
+
+    /// The PMD's id.
+    pub fn id(&self) -> usize {
+        self.id
+    }
+
+    /// The datapath it forwards for.
+    pub fn datapath(&self) -> &Arc<Datapath> {
+        &self.dp
+    }
+
+    /// Its totals.
+    pub fn stats(&self) -> &PmdStats {
+        &self.eg.stats
+    }
+
+    /// The totals other threads can read while it runs.
+    pub fn shared(&self) -> Arc<PmdShared> {
+        Arc::clone(&self.shared)
+    }
+
+    /// Its exact-match cache counters.
+    pub fn emc_stats(&self) -> crate::cache::EmcStats {
+        self.emc.stats()
+    }
+
+    /// Its buffer pool (e.g. to check that no buffer leaked).
+    pub fn pool(&self) -> &PacketPool {
+        &self.eg.pool
+    }
+
+    /// Its buffer pool, writable (tests hand buffers back through it).
+    pub fn pool_mut(&mut self) -> &mut PacketPool {
+        &mut self.eg.pool
+    }
+
+    /// Receives one batch from every rx queue of every port and processes
+    /// each. Returns how many packets were received.
+    pub fn poll(&mut self) -> usize {
+        let ports = self.dp.port_map();
+        let mut batch = self.rx_batch.take().unwrap_or_default();
+        let mut total = 0;
+        for e in ports.entries() {
+            for q in 0..e.port.n_rxq() {
+                if e.port.recv(q, &mut self.eg.pool, &mut batch) > 0 {
+                    total += batch.len();
+                    self.process_batch(e.ofport, &mut batch);
+                }
+            }
+        }
+        self.rx_batch = Some(batch);
+        total
+    }
+
+    /// Polls until a round receives nothing; returns the packets received.
+    pub fn run_until_idle(&mut self) -> usize {
+        let mut total = 0;
+        loop {
+            let n = self.poll();
+            if n == 0 {
+                return total;
+            }
+            total += n;
+        }
+    }
+
+    /// Sends anything still queued and returns buffers whose transmission
+    /// completed to the pool (an empty `send` on every usable tx queue, as
+    /// an AF_XDP PMD kicks and reaps its completion ring when it goes idle).
+    pub fn flush(&mut self) {
+        let ports = self.dp.port_map();
+        self.eg.flush(&ports);
+        self.eg.commit(&ports);
+        let mut empty = self.rx_batch.take().unwrap_or_default();
+        for e in ports.entries() {
+            let n = e.port.state().tx_queues.load(Ordering::Acquire) as usize;
+            for q in 0..n {
+                // Nothing to send, so an error here means nothing to reap.
+                let _ = e.port.send(q, &mut empty, &mut self.eg.pool);
+            }
+        }
+        self.rx_batch = Some(empty);
+    }
+
+    /// Runs the packet walk on `batch`, received on `in_port`, and flushes
+    /// the resulting outputs. `batch` is empty afterwards.
+    pub fn process_batch(&mut self, in_port: PortNo, batch: &mut PacketBatch) {
+        if batch.is_empty() {
+            return;
+        }
+        let Pmd {
+            dp,
+            emc,
+            hits,
+            eg,
+            dests,
+            shared,
+            ..
+        } = self;
+        let ports = dp.port_map();
+        let cls = dp.flow_table().snapshot();
+        let now = dp.clock().now();
+        let now_secs = dp.clock().secs(now);
+        let generation = cls.generation();
+        let bridge = cls.is_empty();
+        let macs = dp.mac_table();
+        eg.begin(&ports, in_port);
+        eg.stats.batches += 1;
+
+        let mut key = FlowKey::ZERO;
+        for pkt in batch.drain() {
+            let len = pkt.len() as u64;
+            eg.count_rx(len);
+            let mut layers = extract(pkt.data(), in_port, &mut key);
+            if layers.is_runt() {
+                eg.drop_pkt(pkt, DropReason::Malformed, None);
+                continue;
+            }
+            if layers.error.is_some() {
+                eg.stats.parse_errors += 1;
+            }
+            let hash = key.hash64();
+            let actions: &[Action] = if bridge {
+                NORMAL_ONLY
+            } else {
+                let slot = match emc.probe(&key, hash, generation) {
+                    EmcProbe::Rule(r) => {
+                        eg.stats.emc_hits += 1;
+                        Some(hits.note(r, len))
+                    }
+                    EmcProbe::TableMiss => {
+                        eg.stats.emc_hits += 1;
+                        None
+                    }
+                    EmcProbe::Unknown => {
+                        eg.stats.classifier_lookups += 1;
+                        match cls.lookup(&key) {
+                            Some(r) => {
+                                emc.insert(&key, hash, generation, r);
+                                Some(hits.note(r, len))
+                            }
+                            None => {
+                                emc.insert_table_miss(&key, hash, generation);
+                                None
+                            }
+                        }
+                    }
+                };
+                match slot {
+                    Some(s) => hits.actions(s),
+                    None => {
+                        eg.drop_pkt(pkt, DropReason::NoMatch, None);
+                        continue;
+                    }
+                }
+            };
+            run_actions(
+                eg,
+                dests,
+                &ports,
+                macs,
+                actions,
+                pkt,
+                &mut key,
+                &mut layers,
+                in_port,
+                hash,
+                now_secs,
+            );
+        }
+
+        eg.flush(&ports);
+        eg.commit(&ports);
+        hits.commit(now);
+        let s = &eg.stats;
+        shared.batches.store(s.batches, Ordering::Relaxed);
+        shared.rx_packets.store(s.rx_packets, Ordering::Relaxed);
+        shared.tx_packets.store(s.tx_packets, Ordering::Relaxed);
+        shared.drops.store(s.drops.total(), Ordering::Relaxed);
+    }
+}
+
+/// Executes `actions` on one packet and queues its outputs (step 3).
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn run_actions(
+    eg: &mut Egress,
+    dests: &mut Vec<PortNo>,
+    ports: &PortMap,
+    macs: &MacTable,
+    actions: &[Action],
+    mut pkt: Packet,
+    key: &mut FlowKey,
+    layers: &mut crate::extract::Layers,
+    in_port: PortNo,
+    hash: u64,
+    now_secs: u32,
+) {
+    // The common case: one output, no rewrite — move the packet.
+    if let [Action::Output(p)] = *actions {
+        if p != in_port {
+            return eg.enqueue(ports, p, pkt, hash);
+        }
+    }
+    dests.clear();
+    let deferred = outputs_follow_rewrites(actions);
+    let mut ctx = PacketCtx {
+        eg,
+        dests,
+        ports,
+        macs,
+        in_port,
+        hash,
+        now_secs,
+        deferred,
+        outputs: 0,
+        hint: None,
+    };
+    let result = execute(actions, &mut pkt, key, layers, &mut ctx);
+    let (outputs, hint) = (ctx.outputs, ctx.hint);
+    if outputs == 0 {
+        let reason = match result {
+            ExecResult::Stopped(r) => r,
+            ExecResult::Done => hint.unwrap_or(DropReason::ActionDrop),
+        };
+        return eg.drop_pkt(pkt, reason, None);
+    }
+    eg.count_copies(outputs - 1);
+    if deferred {
+        let (last, rest) = dests
+            .split_last()
+            .map_or((None, &[][..]), |(l, r)| (Some(*l), r));
+        for &p in rest {
+            if let Some(c) = eg.copy(&pkt) {
+                eg.enqueue(ports, p, c, hash);
+            }
+        }
+        match last {
+            Some(p) => eg.enqueue(ports, p, pkt, hash),
+            None => eg.pool.free(pkt),
+        }
+    } else {
+        // Every output got its own copy as it happened.
+        eg.pool.free(pkt);
+    }
+}
