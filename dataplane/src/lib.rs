@@ -30,3 +30,4 @@ pub mod rcu;
 pub mod port_table;
 pub mod watchdog;
 pub mod locks;
+pub mod sync;
