@@ -1,1 +1,0 @@
-//! OpenFlow flow syntax (in progress).
