@@ -258,10 +258,8 @@ fn parse_one(
             port_action(parse_port(token, ports)?)
         }
         _ => {
-            if arg.is_none() {
-                if ports(token).is_some() {
-                    return Ok(port_action(parse_port(token, ports)?));
-                }
+            if arg.is_none() && ports(token).is_some() {
+                return Ok(port_action(parse_port(token, ports)?));
             }
             let hint = if OVS_ONLY_ACTIONS.contains(&name) {
                 " (an Open vSwitch action xswitch does not support)"
