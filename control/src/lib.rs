@@ -1,3 +1,4 @@
 //! xswitch control plane: flow syntax, CLI, daemon (later issues).
 
 pub mod flow_syntax;
+pub mod demo;

@@ -1,1 +1,38 @@
-fn main() {}
+//! The `xswitch` command line (DESIGN.md "The user's contract").
+//!
+//! Today it runs the dataplane demo; the daemon, port, flow, stats and trace
+//! subcommands arrive with the AF_XDP and control-plane issues.
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "xswitch",
+    version,
+    about = "An OVS-style userspace switch on AF_XDP"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Show the packet walk on in-memory ports: learning, flows, trace, drops.
+    Demo,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let res = match cli.cmd {
+        Cmd::Demo => control::demo::run(std::io::stdout().lock()),
+    };
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xswitch: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The whole test suite. Works on a fresh Debian 12 machine as root
+# (installs what it needs with apt). CI runs exactly this (.ci/run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/install-build-deps.sh
+./scripts/install-test-deps.sh
+
+echo "== format and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+
+echo "== unit, property, integration and differential tests"
+cargo test --workspace --release
+
+echo "== loom model of the port-deletion protocol"
+RUSTFLAGS="--cfg loom" cargo test -p xswitch-dataplane --release --test loom_reclaim \
+    --target-dir target/loom
+
+echo "== benchmarks compile and run once (figures come from 'cargo bench')"
+cargo test -p xswitch-benches --release --benches
+
+if [[ "${XSWITCH_FUZZ_SECONDS:-30}" != 0 ]]; then
+    echo "== bounded fuzzing of frame parsing"
+    ./fuzz/run.sh "${XSWITCH_FUZZ_SECONDS:-30}"
+fi
