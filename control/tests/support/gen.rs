@@ -668,6 +668,9 @@ pub enum Act {
     ModVlanVid(u16),
     ModVlanPcp(u8),
     StripVlan,
+    /// `push_vlan:TPID` (OpenFlow 1.1+ only: such rules are installed in
+    /// OVS over OpenFlow 1.3, see [`RuleDesc::of13`]).
+    PushVlan(u16),
     ModNwSrc(u32),
     ModNwDst(u32),
     ModNwTos(u8),
@@ -699,6 +702,7 @@ impl Act {
             Act::ModVlanVid(v) => format!("mod_vlan_vid:{v}"),
             Act::ModVlanPcp(p) => format!("mod_vlan_pcp:{p}"),
             Act::StripVlan => "strip_vlan".into(),
+            Act::PushVlan(t) => format!("push_vlan:0x{t:04x}"),
             Act::ModNwSrc(a) => format!("mod_nw_src:{}", Ipv4Addr::from(a)),
             Act::ModNwDst(a) => format!("mod_nw_dst:{}", Ipv4Addr::from(a)),
             Act::ModNwTos(t) => format!("mod_nw_tos:{t}"),
@@ -717,6 +721,9 @@ pub struct RuleDesc {
     pub actions: Vec<Act>,
     /// The `ovs-ofctl add-flow` line both switches are given.
     pub text: String,
+    /// The rule needs OpenFlow 1.1+ in OVS (it has `push_vlan`); its
+    /// actions are then consistent with its match, as OpenFlow 1.1+ demands.
+    pub of13: bool,
 }
 
 impl RuleDesc {
@@ -1318,6 +1325,73 @@ fn gen_mod(rng: &mut StdRng) -> Act {
     }
 }
 
+/// A rewrite that OpenFlow 1.1+ accepts in a rule of protocol `proto`
+/// (ovs-actions(7) "Inconsistencies": L3/L4 rewrites and dec_ttl need the
+/// match to guarantee the header).
+fn gen_consistent_mod(proto: Proto, rng: &mut StdRng) -> Act {
+    let mut options = vec![0, 1];
+    if proto.is_ip4() {
+        options.extend([5, 6, 7, 10]);
+    }
+    if proto.is_ip6() {
+        options.extend([7, 10]);
+    }
+    if proto.has_ports() {
+        options.extend([8, 9]);
+    }
+    match *options.choose(rng).unwrap_or(&0) {
+        10 => Act::DecTtl,
+        n => loop {
+            // gen_mod draws its kind from 0..10; redraw until it is `n`.
+            let a = gen_mod(rng);
+            if mod_kind(&a) == n {
+                break a;
+            }
+        },
+    }
+}
+
+fn mod_kind(a: &Act) -> u32 {
+    match a {
+        Act::ModDlSrc(_) => 0,
+        Act::ModDlDst(_) => 1,
+        Act::ModVlanVid(_) => 2,
+        Act::ModVlanPcp(_) => 3,
+        Act::StripVlan => 4,
+        Act::ModNwSrc(_) => 5,
+        Act::ModNwDst(_) => 6,
+        Act::ModNwTos(_) => 7,
+        Act::ModTpSrc(_) => 8,
+        Act::ModTpDst(_) => 9,
+        _ => u32::MAX,
+    }
+}
+
+/// An action list with one `push_vlan` for an OpenFlow 1.3 rule: maybe a
+/// consistent rewrite and an output, the push and an output, maybe
+/// `strip_vlan` (consistent right after a push) and an output.
+fn gen_of13_actions(proto: Proto, pools: &Pools, rng: &mut StdRng) -> Vec<Act> {
+    let mut acts = Vec::new();
+    if rng.gen_bool(0.4) {
+        acts.push(gen_consistent_mod(proto, rng));
+        acts.push(gen_output(pools, rng));
+    }
+    acts.push(Act::PushVlan(if rng.gen_bool(0.7) {
+        0x8100
+    } else {
+        0x88a8
+    }));
+    if rng.gen_bool(0.3) {
+        acts.push(gen_consistent_mod(proto, rng));
+    }
+    acts.push(gen_output(pools, rng));
+    if rng.gen_bool(0.4) {
+        acts.push(Act::StripVlan);
+        acts.push(gen_output(pools, rng));
+    }
+    acts
+}
+
 /// An action list: outputs, rewrites each followed by an output, dec_ttl
 /// followed by an output, or a lone `drop`.
 fn gen_actions(pools: &Pools, rng: &mut StdRng) -> Vec<Act> {
@@ -1407,7 +1481,12 @@ pub fn gen_table(n: usize, pools: &Pools, rng: &mut StdRng) -> Vec<RuleDesc> {
         if cons.contains(&Cons::DlVlan(None)) {
             cons.retain(|c| !matches!(c, Cons::DlVlanPcp(_)));
         }
-        let actions = gen_actions(pools, rng);
+        let of13 = rng.gen_bool(0.1);
+        let actions = if of13 {
+            gen_of13_actions(proto, pools, rng)
+        } else {
+            gen_actions(pools, rng)
+        };
         let shown = if Some(i) == default_slot && rng.gen_bool(0.5) {
             None
         } else {
@@ -1420,6 +1499,7 @@ pub fn gen_table(n: usize, pools: &Pools, rng: &mut StdRng) -> Vec<RuleDesc> {
             cons,
             actions,
             text,
+            of13,
         });
     }
     table

@@ -320,7 +320,9 @@ pub fn replay_on_key(
                 k.set_vlan_tci2(0);
             }
             OdpAction::PushVlan { tpid, vid, pcp } => {
-                if *tpid != 0x8100 {
+                // A key does not record TPIDs: 802.1Q and 802.1ad tags
+                // extract alike.
+                if *tpid != 0x8100 && *tpid != 0x88a8 {
                     return Err(format!("push_vlan with tpid 0x{tpid:04x} is not modelled"));
                 }
                 let outer = k.vlan_tci();

@@ -54,6 +54,8 @@ const PROGRAMS: [&str; 6] = [
 ];
 /// How long a daemon may take to come up.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long one `ovs-appctl`/`ovs-ofctl`/`ovs-vsctl` call may take.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bridge name used throughout.
 pub const BRIDGE: &str = "br0";
 
@@ -255,9 +257,16 @@ impl Ovs {
     }
 
     /// Runs a program to completion; its stdout, or an error with stderr.
+    /// Clients that talk to a daemon get [`COMMAND_TIMEOUT`], so a wedged
+    /// daemon fails the test instead of hanging it.
     fn run(&self, prog: &str, args: &[&str]) -> Result<String, OvsError> {
-        let out: Output = self
-            .command(prog)
+        let mut cmd = self.command(prog);
+        if matches!(prog, "ovs-appctl" | "ovs-ofctl" | "ovs-vsctl")
+            && !args.iter().any(|a| a.starts_with("--timeout"))
+        {
+            cmd.arg(format!("--timeout={}", COMMAND_TIMEOUT.as_secs()));
+        }
+        let out: Output = cmd
             .args(args)
             .output()
             .map_err(|e| OvsError(format!("cannot run {prog}: {e}")))?;
@@ -398,7 +407,6 @@ impl Ovs {
         // returns once ovs-vswitchd has applied it.
         let mut args: Vec<String> = vec![
             db_arg.clone(),
-            "--timeout=30".into(),
             "add-br".into(),
             BRIDGE.into(),
             "--".into(),
@@ -447,21 +455,34 @@ impl Ovs {
         Ok(())
     }
 
-    /// Installs flows (one `ovs-ofctl add-flows` for the whole list). The
-    /// default protocol negotiation is used: OpenFlow 1.0 with Nicira
+    /// Installs flows (one `ovs-ofctl add-flows` for the whole list) with
+    /// the default protocol negotiation: OpenFlow 1.0 with Nicira
     /// extensions, the dialect whose `mod_vlan_vid` pushes a tag when the
     /// packet has none and whose `mod_nw_*`/`mod_tp_*` need no match
     /// prerequisites — the semantics xswitch implements.
     pub fn add_flows(&self, flows: &[String]) -> Result<(), OvsError> {
+        self.add_flows_as(flows, None)
+    }
+
+    /// Installs flows over OpenFlow `version` (e.g. `OpenFlow13`), for
+    /// actions OpenFlow 1.0 cannot carry (`push_vlan`). OpenFlow 1.1+ also
+    /// refuses actions inconsistent with the match (ovs-actions(7),
+    /// "Inconsistencies"), so such flows must be consistent.
+    pub fn add_flows_as(&self, flows: &[String], version: Option<&str>) -> Result<(), OvsError> {
+        if flows.is_empty() {
+            return Ok(());
+        }
         let file = self.dir.join("flows.txt");
         let mut text = flows.join("\n");
         text.push('\n');
         fs::write(&file, text).map_err(|e| OvsError(format!("write {}: {e}", file.display())))?;
-        self.run(
-            "ovs-ofctl",
-            &["add-flows", &self.mgmt, &file.display().to_string()],
-        )
-        .map(drop)
+        let file = file.display().to_string();
+        let mut args = Vec::new();
+        if let Some(v) = version {
+            args.extend(["-O", v]);
+        }
+        args.extend(["add-flows", &self.mgmt, &file]);
+        self.run("ovs-ofctl", &args).map(drop)
     }
 
     /// Deletes every flow.
