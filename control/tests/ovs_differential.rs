@@ -109,12 +109,18 @@ impl XSwitch {
         XSwitch { dp }
     }
 
+    /// Ports are named `p1..pN`, as in the OVS harness.
+    fn port_by_name(&self, name: &str) -> Option<PortNo> {
+        let n: PortNo = name.strip_prefix('p')?.parse().ok()?;
+        self.dp.port(n).is_some().then_some(n)
+    }
+
     /// Parses every line with xswitch's flow syntax and installs the table
     /// (replacing what was there).
     fn install(&self, lines: &[String]) -> Result<(), String> {
         let mut specs = Vec::with_capacity(lines.len());
         for l in lines {
-            let spec = parse_flow(l, &no_port_names)
+            let spec = parse_flow(l, &|name| self.port_by_name(name))
                 .map_err(|e| format!("xswitch rejects `{l}`: {e}\n{}", e.render(l)))?;
             specs.push(spec);
         }
