@@ -479,6 +479,20 @@ fn run_differential(seed: u64) -> Result<RunReport, String> {
                 }
             }
         }
+        // The comparison assumes a side-effect-free trace: NORMAL ran in
+        // many of these cases, and none of them may have taught xswitch a MAC.
+        let learned = xs.dp.fdb();
+        if !learned.is_empty() {
+            report.decision.push(Mismatch {
+                kind: "decision",
+                text: format!(
+                    "seed {seed} table #{table_no}: Datapath::trace learned {} MAC(s), e.g. {:?}; \
+                     a trace must not learn",
+                    learned.len(),
+                    learned[0]
+                ),
+            });
+        }
     }
     report.coverage.distinct_rules_hit = rules_hit.len();
     report.elapsed = started.elapsed();
