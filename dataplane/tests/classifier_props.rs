@@ -187,13 +187,17 @@ fn check_same(table: &FlowTable, oracle: &LinearClassifier, packets: &[PacketDes
     let snap = table.snapshot();
     assert_eq!(snap.len(), oracle.len());
     assert_eq!(specs(&snap.rules()), specs(oracle.rules()));
-    for p in packets {
-        let k = build_key(oracle.rules(), p);
-        assert_eq!(
-            ident(snap.lookup(&k)),
-            ident(oracle.lookup(&k)),
-            "key {k:?}"
-        );
+    let keys: Vec<FlowKey> = packets
+        .iter()
+        .map(|p| build_key(oracle.rules(), p))
+        .collect();
+    for k in &keys {
+        assert_eq!(ident(snap.lookup(k)), ident(oracle.lookup(k)), "key {k:?}");
+    }
+    let mut batch = vec![None; keys.len()];
+    snap.lookup_batch(&keys, &mut batch);
+    for (k, got) in keys.iter().zip(batch) {
+        assert_eq!(ident(got), ident(oracle.lookup(k)), "batch, key {k:?}");
     }
 }
 
