@@ -55,7 +55,7 @@
 //! parser (checking IP versions, UDP lengths, checksums) would silently make
 //! rules miss; malformed-but-forwardable traffic is OVS's behaviour too.
 
-use crate::flow_key::{FlowKey, PortNo, FRAG_ANY, FRAG_LATER, VLAN_CFI};
+use crate::flow_key::{field, FlowKey, MacAddr, PortNo, FRAG_ANY, FRAG_LATER, VLAN_CFI};
 use crate::wire::{
     self, ethernet, ipv6, ArpPacket, EtherType, IcmpPacket, Icmpv6Packet, IgmpPacket, IpProtocol,
     Ipv4Packet, Ipv6Packet, SctpPacket, TcpPacket, UdpPacket, VlanHeader,
@@ -94,26 +94,54 @@ impl Layers {
 #[inline]
 pub fn extract(frame: &[u8], in_port: PortNo, key: &mut FlowKey) -> Layers {
     *key = FlowKey::ZERO;
-    key.set_in_port(in_port);
+    let mut acc = KeyAcc { key };
+    acc.put(field::IN_PORT, u64::from(in_port));
     let mut layers = Layers::default();
-    if let Err(e) = extract_l2(frame, key, &mut layers) {
+    if let Err(e) = extract_l2(frame, &mut acc, &mut layers) {
         layers.error = Some(e);
     }
     layers
 }
 
+/// Writes fields into a zeroed key. Each field is written once, so a
+/// field is OR-ed into its word (one read-modify-write of a word that is
+/// in L1, no masking of the old value) instead of a general `set`.
+struct KeyAcc<'a> {
+    key: &'a mut FlowKey,
+}
+
+impl KeyAcc<'_> {
+    /// ORs `v` into a field that is still zero.
+    #[inline(always)]
+    fn put(&mut self, pos: field::Pos, v: u64) {
+        let mask = if pos.bits == 64 {
+            u64::MAX
+        } else {
+            (1u64 << pos.bits) - 1
+        };
+        self.key.words[pos.word] |= (v & mask) << pos.shift;
+    }
+    #[inline(always)]
+    fn put_mac(&mut self, pos: field::Pos, m: MacAddr) {
+        self.put(
+            pos,
+            u64::from_be_bytes([0, 0, m[0], m[1], m[2], m[3], m[4], m[5]]),
+        );
+    }
+}
+
 /// Offsets fit in `u16` for any frame up to 64 KiB; beyond, they saturate
 /// (no switch buffer is that large).
-#[inline]
+#[inline(always)]
 fn off16(n: usize) -> u16 {
     u16::try_from(n).unwrap_or(u16::MAX)
 }
 
-#[inline]
-fn extract_l2(frame: &[u8], key: &mut FlowKey, layers: &mut Layers) -> wire::Result<()> {
+#[inline(always)]
+fn extract_l2(frame: &[u8], key: &mut KeyAcc<'_>, layers: &mut Layers) -> wire::Result<()> {
     let eth = ethernet::EthernetFrame::new_checked(frame)?;
-    key.set_dl_dst(eth.dst_addr());
-    key.set_dl_src(eth.src_addr());
+    key.put(field::DL_DST, eth.dst_addr_u64());
+    key.put(field::DL_SRC, eth.src_addr_u64());
 
     // `off` is where the current type/length field starts.
     let mut off = 12;
@@ -130,9 +158,9 @@ fn extract_l2(frame: &[u8], key: &mut FlowKey, layers: &mut Layers) -> wire::Res
         };
         let tci = tag.tci() | VLAN_CFI;
         if tags == 0 {
-            key.set_vlan_tci(tci);
+            key.put(field::VLAN_TCI, u64::from(tci));
         } else {
-            key.set_vlan_tci2(tci);
+            key.put(field::VLAN_TCI2, u64::from(tci));
         }
         tags += 1;
         off += 4;
@@ -151,7 +179,7 @@ fn extract_l2(frame: &[u8], key: &mut FlowKey, layers: &mut Layers) -> wire::Res
             }
         }
     }
-    key.set_dl_type(ty.0);
+    key.put(field::DL_TYPE, u64::from(ty.0));
     layers.l2_len = off16(off);
     layers.vlan_tags = tags as u8;
     if let Some(e) = tag_error {
@@ -171,20 +199,25 @@ fn extract_l2(frame: &[u8], key: &mut FlowKey, layers: &mut Layers) -> wire::Res
 /// padding length in a 16-bit field).
 const MAX_L2_PAD: usize = u16::MAX as usize;
 
-#[inline]
-fn extract_ipv4(l3: &[u8], off: usize, key: &mut FlowKey, layers: &mut Layers) -> wire::Result<()> {
+#[inline(always)]
+fn extract_ipv4(
+    l3: &[u8],
+    off: usize,
+    key: &mut KeyAcc<'_>,
+    layers: &mut Layers,
+) -> wire::Result<()> {
     let ip = Ipv4Packet::new_checked(l3).map_err(|e| e.at(off))?;
     let tot = usize::from(ip.total_len());
     if l3.len() - tot > MAX_L2_PAD {
         return Err(wire::Error::bad_length(wire::Layer::Ipv4, l3.len() - MAX_L2_PAD, tot).at(off));
     }
     let (src, dst) = ip.addrs_u32();
-    key.set_nw_src_u32(src);
-    key.set_nw_dst_u32(dst);
-    key.set_nw_tos(ip.tos());
-    key.set_nw_ttl(ip.ttl());
+    key.put(field::NW_SRC, u64::from(src));
+    key.put(field::NW_DST, u64::from(dst));
+    key.put(field::NW_TOS, u64::from(ip.tos()));
+    key.put(field::NW_TTL, u64::from(ip.ttl()));
     let proto = ip.protocol();
-    key.set_nw_proto(proto.0);
+    key.put(field::NW_PROTO, u64::from(proto.0));
     let mut frag = 0;
     if ip.is_fragment() {
         frag = FRAG_ANY;
@@ -192,7 +225,7 @@ fn extract_ipv4(l3: &[u8], off: usize, key: &mut FlowKey, layers: &mut Layers) -
             frag |= FRAG_LATER;
         }
     }
-    key.set_nw_frag(frag);
+    key.put(field::NW_FRAG, u64::from(frag));
     layers.l3 = Some(off16(off));
     if frag & FRAG_LATER != 0 {
         return Ok(());
@@ -201,19 +234,24 @@ fn extract_ipv4(l3: &[u8], off: usize, key: &mut FlowKey, layers: &mut Layers) -
     extract_l4(&l3[hl..tot], off + hl, proto, key, layers)
 }
 
-#[inline]
-fn extract_ipv6(l3: &[u8], off: usize, key: &mut FlowKey, layers: &mut Layers) -> wire::Result<()> {
+#[inline(always)]
+fn extract_ipv6(
+    l3: &[u8],
+    off: usize,
+    key: &mut KeyAcc<'_>,
+    layers: &mut Layers,
+) -> wire::Result<()> {
     let ip = Ipv6Packet::new_checked(l3).map_err(|e| e.at(off))?;
     let end = ipv6::HEADER_LEN + usize::from(ip.payload_len());
     if l3.len() - end > MAX_L2_PAD {
         return Err(wire::Error::bad_length(wire::Layer::Ipv6, l3.len() - MAX_L2_PAD, end).at(off));
     }
     let (hi, lo) = ip.src_addr_words();
-    key.set(crate::flow_key::field::IPV6_SRC_HI, hi);
-    key.set(crate::flow_key::field::IPV6_SRC_LO, lo);
+    key.put(field::IPV6_SRC_HI, hi);
+    key.put(field::IPV6_SRC_LO, lo);
     let (hi, lo) = ip.dst_addr_words();
-    key.set(crate::flow_key::field::IPV6_DST_HI, hi);
-    key.set(crate::flow_key::field::IPV6_DST_LO, lo);
+    key.put(field::IPV6_DST_HI, hi);
+    key.put(field::IPV6_DST_LO, lo);
     layers.l3 = Some(off16(off));
 
     let payload = &l3[ipv6::HEADER_LEN..end];
@@ -227,20 +265,20 @@ fn extract_ipv6(l3: &[u8], off: usize, key: &mut FlowKey, layers: &mut Layers) -
             ..ipv6::ExtWalk::default()
         }
     };
-    key.set_ipv6_label(ip.flow_label());
-    key.set_nw_tos(ip.traffic_class());
-    key.set_nw_ttl(ip.hop_limit());
-    key.set_nw_proto(walk.protocol.0);
+    key.put(field::IPV6_LABEL, u64::from(ip.flow_label()));
+    key.put(field::NW_TOS, u64::from(ip.traffic_class()));
+    key.put(field::NW_TTL, u64::from(ip.hop_limit()));
+    key.put(field::NW_PROTO, u64::from(walk.protocol.0));
     let mut frag = 0;
     if walk.is_fragment {
         frag = FRAG_ANY;
         if walk.is_later_fragment {
             frag |= FRAG_LATER;
-            key.set_nw_frag(frag);
+            key.put(field::NW_FRAG, u64::from(frag));
             return Ok(());
         }
     }
-    key.set_nw_frag(frag);
+    key.put(field::NW_FRAG, u64::from(frag));
     extract_l4(
         &payload[walk.offset..],
         payload_off + walk.offset,
@@ -250,30 +288,35 @@ fn extract_ipv6(l3: &[u8], off: usize, key: &mut FlowKey, layers: &mut Layers) -
     )
 }
 
-#[inline]
-fn extract_arp(l3: &[u8], off: usize, key: &mut FlowKey, layers: &mut Layers) -> wire::Result<()> {
+#[inline(always)]
+fn extract_arp(
+    l3: &[u8],
+    off: usize,
+    key: &mut KeyAcc<'_>,
+    layers: &mut Layers,
+) -> wire::Result<()> {
     let arp = ArpPacket::new_checked(l3).map_err(|e| e.at(off))?;
     if !arp.is_ethernet_ipv4() {
         return Ok(());
     }
-    key.set_nw_src(arp.spa());
-    key.set_nw_dst(arp.tpa());
+    key.put(field::NW_SRC, u64::from(u32::from(arp.spa())));
+    key.put(field::NW_DST, u64::from(u32::from(arp.tpa())));
     let op = arp.operation();
     if op <= 0xff {
-        key.set_nw_proto(op as u8);
+        key.put(field::NW_PROTO, u64::from(op));
     }
-    key.set_arp_sha(arp.sha());
-    key.set_arp_tha(arp.tha());
+    key.put_mac(field::ARP_SHA, arp.sha());
+    key.put_mac(field::ARP_THA, arp.tha());
     layers.l3 = Some(off16(off));
     Ok(())
 }
 
-#[inline]
+#[inline(always)]
 fn extract_l4(
     l4: &[u8],
     off: usize,
     proto: IpProtocol,
-    key: &mut FlowKey,
+    key: &mut KeyAcc<'_>,
     layers: &mut Layers,
 ) -> wire::Result<()> {
     let (src, dst) = match proto {
@@ -301,15 +344,15 @@ fn extract_l4(
             let i = Icmpv6Packet::new_checked(l4).map_err(|e| e.at(off))?;
             if i.is_nd() {
                 let (sll, tll) = i.nd_link_addrs();
-                key.set_arp_sha(sll);
-                key.set_arp_tha(tll);
+                key.put_mac(field::ARP_SHA, sll);
+                key.put_mac(field::ARP_THA, tll);
             }
             (u16::from(i.msg_type()), u16::from(i.code()))
         }
         _ => return Ok(()),
     };
-    key.set_tp_src(src);
-    key.set_tp_dst(dst);
+    key.put(field::TP_SRC, u64::from(src));
+    key.put(field::TP_DST, u64::from(dst));
     layers.l4 = Some(off16(off));
     Ok(())
 }

@@ -72,6 +72,16 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
     pub fn src_addr(&self) -> MacAddr {
         be::mac_at(self.buffer.as_ref(), field::SOURCE.start)
     }
+    /// The destination MAC in the low 48 bits of a `u64` (one load).
+    #[inline]
+    pub fn dst_addr_u64(&self) -> u64 {
+        be::u64_at(self.buffer.as_ref(), field::DESTINATION.start) >> 16
+    }
+    /// The source MAC in the low 48 bits of a `u64` (one load).
+    #[inline]
+    pub fn src_addr_u64(&self) -> u64 {
+        be::u64_at(self.buffer.as_ref(), field::SOURCE.start - 2) & 0xffff_ffff_ffff
+    }
     /// The type/length field right after the addresses (a VLAN TPID when
     /// the frame is tagged).
     #[inline]
@@ -216,6 +226,8 @@ mod tests {
         assert_eq!(f.src_addr(), [0xa, 0xb, 0xc, 0xd, 0xe, 0xf]);
         assert_eq!(f.ethertype(), EtherType::IPV4);
         assert_eq!(f.payload(), &[0x45, 0x00]);
+        assert_eq!(f.dst_addr_u64(), 0x0102_0304_0506);
+        assert_eq!(f.src_addr_u64(), 0x0a0b_0c0d_0e0f);
     }
 
     #[test]

@@ -131,9 +131,7 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
     #[inline]
     fn addr_words(&self, at: usize) -> (u64, u64) {
         let b = self.buffer.as_ref();
-        let hi = (u64::from(be::u32_at(b, at)) << 32) | u64::from(be::u32_at(b, at + 4));
-        let lo = (u64::from(be::u32_at(b, at + 8)) << 32) | u64::from(be::u32_at(b, at + 12));
-        (hi, lo)
+        (be::u64_at(b, at), be::u64_at(b, at + 8))
     }
     /// The `payload length` bytes after the fixed header (padding excluded).
     #[inline]

@@ -317,6 +317,12 @@ pub(crate) mod be {
         u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
     }
     #[inline(always)]
+    pub fn u64_at(b: &[u8], at: usize) -> u64 {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(&b[at..at + 8]);
+        u64::from_be_bytes(a)
+    }
+    #[inline(always)]
     pub fn put_u16(b: &mut [u8], at: usize, v: u16) {
         b[at..at + 2].copy_from_slice(&v.to_be_bytes());
     }
