@@ -26,8 +26,8 @@
 //!
 //! PMD threads take none of these locks: they read published snapshots
 //! (`arc-swap` + [`crate::rcu`]). Waiting for PMDs ([`crate::rcu::Rcu::synchronize`])
-//! while holding any hierarchy lock is forbidden and checked by
-//! [`assert_no_locks_held`].
+//! or running rcu destructors ([`crate::rcu::Rcu::poll`]) while holding any
+//! hierarchy lock is forbidden and checked by [`assert_no_locks_held`].
 //!
 //! # Why a checker
 //!
@@ -203,8 +203,9 @@ pub fn held() -> Vec<(LockLevel, &'static str)> {
 }
 
 /// Panics (debug builds) if the calling thread holds any hierarchy lock:
-/// `what` is about to wait for PMD threads, which must never happen under a
-/// control-plane lock.
+/// `what` is about to wait for PMD threads, or to run rcu destructors (which
+/// may take hierarchy locks), and neither may happen under a control-plane
+/// lock.
 #[inline]
 pub fn assert_no_locks_held(what: &str) {
     #[cfg(debug_assertions)]
@@ -285,8 +286,8 @@ mod checker {
         let first = STATE.with(|s| s.borrow().held.first().map(|e| (e.level, e.name)));
         if let Some((level, name)) = first {
             panic!(
-                "`{what}` waits for PMD threads but the caller holds `{name}` (level {level}); \
-                 release control-plane locks before waiting"
+                "`{what}` called while holding `{name}` (level {level}): it waits for PMD \
+                 threads or runs rcu destructors; release control-plane locks first"
             );
         }
     }
@@ -365,7 +366,7 @@ mod tests {
 
     #[cfg(debug_assertions)]
     #[test]
-    #[should_panic(expected = "`test wait` waits for PMD threads but the caller holds `ports`")]
+    #[should_panic(expected = "`test wait` called while holding `ports` (level ports)")]
     fn waiting_under_a_lock_panics() {
         let ports = OrderedMutex::new(LockLevel::Ports, ());
         let _p = ports.lock();

@@ -66,8 +66,8 @@
 //!
 //! # Why QSBR and not crossbeam-epoch
 //!
-//! crossbeam-epoch's `Guard` costs a pin per batch (a `SeqCst` fence on x86 in
-//! `pin`) and its `Shared::deref` is `unsafe`, which this crate denies; its loom
+//! crossbeam-epoch's `Guard` costs a pin per batch (a `SeqCst` fence, a locked
+//! `cmpxchg` on x86, in `pin`) and its `Shared::deref` is `unsafe`, which this crate denies; its loom
 //! model needs the crate's own `crossbeam_loom` build. QSBR costs a PMD one
 //! plain load per batch, and because PMDs already have natural batch
 //! boundaries the "hold no reference across a quiescent point" rule is free to
@@ -81,11 +81,14 @@
 //!
 //! PMDs take no lock. Writers take two private leaf locks, each for a few
 //! instructions: the registry (register/unregister, names for reports) and the
-//! deferred queue. Destructors run after the queue lock is released, so a
-//! destructor may take any lock of the hierarchy ([`crate::locks`]).
-//! [`Rcu::synchronize`] waits for PMDs and therefore must not be called while
-//! holding a hierarchy lock (checked in debug builds) nor from an online
-//! participant's own thread (it would wait for itself; it times out instead).
+//! deferred queue. Destructors run after the queue lock is released, under a
+//! third private lock that serialises pollers (so destructors run in queue
+//! order even with several pollers); a destructor may take any lock of the
+//! hierarchy ([`crate::locks`]), so [`Rcu::poll`] sits *above* the hierarchy
+//! and must not be called while holding one of its locks. Neither may
+//! [`Rcu::synchronize`], which waits for PMDs (both checked in debug builds);
+//! nor may an online participant synchronize (it would wait for itself; it
+//! times out instead).
 
 use crate::sync::atomic::{fence, AtomicU64, Ordering};
 use crate::sync::hint::spin_wait;
@@ -142,6 +145,10 @@ struct Inner {
     names: Mutex<Vec<Option<String>>>,
     /// Destructors in epoch order (leaf lock).
     queue: Mutex<VecDeque<Deferred>>,
+    /// Held while destructors run, so they run one poller at a time and in
+    /// queue order (a port's teardown relies on the maps that held it being
+    /// freed first). Outermost: taken with no hierarchy lock held.
+    running: Mutex<()>,
     deferred: AtomicU64,
     reclaimed: AtomicU64,
 }
@@ -203,6 +210,7 @@ impl Rcu {
                 slots,
                 names: Mutex::new(vec![None; max_participants]),
                 queue: Mutex::new(VecDeque::new()),
+                running: Mutex::new(()),
                 deferred: AtomicU64::new(0),
                 reclaimed: AtomicU64::new(0),
             }),
@@ -248,8 +256,16 @@ impl Rcu {
     }
 
     /// Runs every deferred destructor whose grace period is over; returns how
-    /// many ran. Non-blocking (apart from the queue lock).
+    /// many ran. Never waits for participants. Destructors run one poller at
+    /// a time, in the order they were deferred: a second concurrent `poll`
+    /// waits for the first to finish, then runs what is left.
+    ///
+    /// Must not be called while holding a lock of the hierarchy (debug builds
+    /// panic), since destructors may take those locks; a destructor must not
+    /// call `poll` or [`Rcu::barrier`] itself (it may [`Rcu::defer`]).
     pub fn poll(&self) -> usize {
+        crate::locks::assert_no_locks_held("Rcu::poll");
+        let _running = lock(&self.inner.running);
         let ready: Vec<Deferred> = {
             let mut q = lock(&self.inner.queue);
             if q.is_empty() {
@@ -646,6 +662,36 @@ mod tests {
         assert_eq!(rcu.poll(), 5);
         assert_eq!(rcu.poll(), 0);
         assert_eq!(*log.lock().unwrap(), vec![0, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn concurrent_pollers_run_destructors_in_deferral_order() {
+        let rcu = Rcu::new();
+        let log = StdArc::new(std::sync::Mutex::new(Vec::new()));
+        let mut pollers = Vec::new();
+        for _ in 0..2 {
+            let r = rcu.clone();
+            pollers.push(std::thread::spawn(move || {
+                let mut n = 0;
+                while n < 200 {
+                    n += r.poll();
+                    if r.stats().reclaimed >= 2000 {
+                        break;
+                    }
+                }
+            }));
+        }
+        for i in 0..2000 {
+            let l = log.clone();
+            rcu.defer(move || l.lock().unwrap().push(i));
+        }
+        for p in pollers {
+            p.join().unwrap();
+        }
+        rcu.poll();
+        let log = log.lock().unwrap();
+        assert_eq!(log.len(), 2000);
+        assert!(log.windows(2).all(|w| w[0] < w[1]), "out of order");
     }
 
     #[test]

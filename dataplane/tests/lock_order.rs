@@ -168,13 +168,22 @@ mod checked {
     /// Waiting for PMDs under a control lock would let one slow PMD stall
     /// every writer: `synchronize` refuses to run under any hierarchy lock.
     #[test]
-    #[should_panic(
-        expected = "`Rcu::synchronize` waits for PMD threads but the caller holds `ports`"
-    )]
+    #[should_panic(expected = "`Rcu::synchronize` called while holding `ports` (level ports)")]
     fn synchronize_under_the_ports_lock_is_caught() {
         let l = locks();
         let rcu = Rcu::new();
         let _p = l.ports.lock();
         let _ = rcu.synchronize(Duration::from_secs(1));
+    }
+
+    /// Destructors may take hierarchy locks, so running them under one is an
+    /// inversion waiting to happen: `poll` refuses too.
+    #[test]
+    #[should_panic(expected = "`Rcu::poll` called while holding `flow_table` (level flow_table)")]
+    fn reclaim_under_the_flow_table_lock_is_caught() {
+        let l = locks();
+        let table = PortTable::new(Rcu::new());
+        let _f = l.flow_table.lock();
+        table.reclaim();
     }
 }
