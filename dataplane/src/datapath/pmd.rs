@@ -46,7 +46,7 @@ use super::{Datapath, PortMap};
 use crate::actions::{execute, Action, ActionContext, ExecResult};
 use crate::cache::{EmcProbe, ExactMatchCache};
 use crate::classifier::Rule;
-use crate::extract::extract;
+use crate::extract::{extract, Layers};
 use crate::flow_key::{FlowKey, PortNo};
 use crate::learning::{is_multicast, MacTable};
 use crate::packet::{Packet, PacketBatch, PacketPool, BATCH_SIZE};
@@ -187,6 +187,8 @@ struct Egress {
     /// The ingress port's index in this batch's map (`None` if it was
     /// deleted before its packets were processed).
     in_idx: Option<usize>,
+    /// The last output port looked up in this batch's map: `(ofport, index)`.
+    last_port: Option<(PortNo, usize)>,
 }
 
 impl Egress {
@@ -197,6 +199,7 @@ impl Egress {
             self.acc.resize_with(n, PortAcc::default);
         }
         self.in_idx = ports.index(in_port);
+        self.last_port = None;
     }
 
     #[inline]
@@ -210,12 +213,12 @@ impl Egress {
     }
 
     #[inline]
-    fn count_rx(&mut self, bytes: u64) {
-        self.stats.rx_packets += 1;
+    fn count_rx(&mut self, packets: u64, bytes: u64) {
+        self.stats.rx_packets += packets;
         self.stats.rx_bytes += bytes;
         if let Some(i) = self.in_idx {
             let a = self.acc(i);
-            a.rx_packets += 1;
+            a.rx_packets += packets;
             a.rx_bytes += bytes;
         }
     }
@@ -271,34 +274,57 @@ impl Egress {
     /// output may not happen.
     #[inline]
     fn enqueue(&mut self, ports: &PortMap, ofport: PortNo, pkt: Packet, hash: u64) {
-        let Some(idx) = ports.index(ofport) else {
-            return self.drop_pkt(pkt, DropReason::NoPort, None);
+        // Consecutive outputs mostly go to the same port: skip the search.
+        let idx = match self.last_port {
+            Some((p, i)) if p == ofport => i,
+            _ => match ports.index(ofport) {
+                Some(i) => {
+                    self.last_port = Some((ofport, i));
+                    i
+                }
+                None => return self.drop_pkt(pkt, DropReason::NoPort, None),
+            },
         };
         let slot = &mut self.tx[idx];
-        let check = match slot.check {
-            Some(c) => c,
-            None => {
-                let port = &ports.entries()[idx].port;
-                let c = port.state().output_check();
-                slot.check = Some(c);
-                slot.mtu = port.mtu();
-                self.tx_dirty.push(idx);
-                c
-            }
+        let n = match slot.check {
+            Some(Ok(n)) => n,
+            Some(Err(reason)) => return self.drop_pkt(pkt, reason, Some(idx)),
+            None => return self.enqueue_first(ports, idx, pkt, hash),
         };
-        let n = match check {
-            Ok(n) => n,
-            Err(reason) => return self.drop_pkt(pkt, reason, Some(idx)),
-        };
-        if pkt.len() > self.tx[idx].mtu {
+        if pkt.len() > slot.mtu {
             return self.drop_pkt(pkt, DropReason::MtuExceeded, Some(idx));
         }
-        // `output_check` returned n >= 1.
-        let q = (hash % u64::from(n)) as usize;
-        if self.tx[idx].queues.len() <= q {
-            self.tx[idx].queues.resize_with(q + 1, PacketBatch::new);
+        let q = tx_queue(hash, n);
+        match slot.queues.get_mut(q) {
+            Some(b) if !b.is_full() => {
+                // Cannot fail: not full.
+                let _ = b.push(pkt);
+            }
+            _ => self.enqueue_slow(ports, idx, q, pkt),
         }
-        if self.tx[idx].queues[q].is_full() {
+    }
+
+    /// The first output to port `idx` in this batch: check the port, then
+    /// queue.
+    #[cold]
+    fn enqueue_first(&mut self, ports: &PortMap, idx: usize, pkt: Packet, hash: u64) {
+        let port = &ports.entries()[idx].port;
+        let slot = &mut self.tx[idx];
+        slot.check = Some(port.state().output_check());
+        slot.mtu = port.mtu();
+        self.tx_dirty.push(idx);
+        self.enqueue(ports, ports.entries()[idx].ofport, pkt, hash);
+    }
+
+    /// Queue `q` of port `idx` is not allocated yet or is full.
+    #[cold]
+    fn enqueue_slow(&mut self, ports: &PortMap, idx: usize, q: usize, pkt: Packet) {
+        let queues = &mut self.tx[idx].queues;
+        if queues.len() <= q {
+            // First use of this queue by this PMD: allocate its batch once.
+            queues.resize_with(q + 1, PacketBatch::new);
+        }
+        if queues[q].is_full() {
             self.flush_queue(ports, idx, q);
         }
         if let Err(pkt) = self.tx[idx].queues[q].push(pkt) {
@@ -444,6 +470,54 @@ impl RuleHits {
     }
 }
 
+/// The tx queue for a packet of flow hash `hash` on a port with `n` usable
+/// queues: `hash % n`. `n` comes from a passed `output_check`, so it is at
+/// least 1; a 0 would still not loop or panic (queue 0, and the flush-time
+/// re-check drops the packet). The single-queue case skips the division.
+#[inline]
+fn tx_queue(hash: u64, n: u32) -> usize {
+    match n {
+        0 | 1 => 0,
+        n => ((hash >> 32) as u32 % n) as usize,
+    }
+}
+
+/// The flow hash of the EMC and of tx-queue choice: 12 words folded pairwise
+/// by 64×64→128-bit multiplies (six independent products, so they overlap
+/// in the pipeline; `FlowKey::hash64`'s serial chain costs about twice as
+/// much and the EMC only needs a consistent, well-mixed value).
+#[inline]
+fn flow_hash(key: &FlowKey) -> u64 {
+    const K: [u64; 13] = [
+        0x243f_6a88_85a3_08d3,
+        0x1319_8a2e_0370_7344,
+        0xa409_3822_299f_31d0,
+        0x082e_fa98_ec4e_6c89,
+        0x4528_21e6_38d0_1377,
+        0xbe54_66cf_34e9_0c6c,
+        0xc0ac_29b7_c97c_50dd,
+        0x3f84_d5b5_b547_0917,
+        0x9216_d5d9_8979_fb1b,
+        0xd131_0ba6_98df_b5ac,
+        0x2ffd_72db_d01a_dfb7,
+        0xb8e1_afed_6a26_7e96,
+        0xba7c_9045_f12c_7f99,
+    ];
+    #[inline]
+    fn fold(a: u64, b: u64) -> u64 {
+        let p = u128::from(a) * u128::from(b);
+        (p as u64) ^ ((p >> 64) as u64)
+    }
+    let w = &key.words;
+    let a = fold(w[0] ^ K[0], w[1] ^ K[1]);
+    let b = fold(w[2] ^ K[2], w[3] ^ K[3]);
+    let c = fold(w[4] ^ K[4], w[5] ^ K[5]);
+    let d = fold(w[6] ^ K[6], w[7] ^ K[7]);
+    let e = fold(w[8] ^ K[8], w[9] ^ K[9]);
+    let f = fold(w[10] ^ K[10], w[11] ^ K[11]);
+    fold(a ^ c ^ e ^ K[12], b ^ d ^ f)
+}
+
 /// True when no rewrite follows an output in `actions`: then every output
 /// emits the same bytes and they can share the packet.
 #[inline]
@@ -530,8 +604,30 @@ pub struct Pmd {
     hits: RuleHits,
     eg: Egress,
     dests: Vec<PortNo>,
+    scratch: Box<Scratch>,
     rx_batch: Option<PacketBatch>,
     shared: Arc<PmdShared>,
+}
+
+/// What stage 2 of the walk decided for one packet.
+#[derive(Debug, Clone, Copy)]
+enum Verdict {
+    /// Drop for this reason (runt, table miss).
+    Drop(DropReason),
+    /// No rule installed: `normal`.
+    Normal,
+    /// The rule in this slot of the batch's [`RuleHits`].
+    Rule(usize),
+}
+
+/// Per-batch working arrays, allocated once per PMD: the walk runs in
+/// stages over the whole batch (keys and hashes, then lookups, then actions)
+/// so that the loads of one stage overlap across packets.
+struct Scratch {
+    keys: [FlowKey; BATCH_SIZE],
+    layers: [Layers; BATCH_SIZE],
+    hashes: [u64; BATCH_SIZE],
+    verdicts: [Verdict; BATCH_SIZE],
 }
 
 impl core::fmt::Debug for Pmd {
@@ -562,8 +658,15 @@ impl Pmd {
                 acc_dirty: Vec::new(),
                 stats: PmdStats::default(),
                 in_idx: None,
+                last_port: None,
             },
             dests: Vec::with_capacity(64),
+            scratch: Box::new(Scratch {
+                keys: [FlowKey::ZERO; BATCH_SIZE],
+                layers: [Layers::default(); BATCH_SIZE],
+                hashes: [0; BATCH_SIZE],
+                verdicts: [Verdict::Normal; BATCH_SIZE],
+            }),
             rx_batch: Some(PacketBatch::new()),
             shared: Arc::new(PmdShared::default()),
         }
@@ -665,6 +768,7 @@ impl Pmd {
             eg,
             dests,
             shared,
+            scratch: sc,
             ..
         } = self;
         let ports = dp.port_map();
@@ -677,53 +781,64 @@ impl Pmd {
         eg.begin(&ports, in_port);
         eg.stats.batches += 1;
 
-        let mut key = FlowKey::ZERO;
-        for pkt in batch.drain() {
-            let len = pkt.len() as u64;
-            eg.count_rx(len);
-            let mut layers = extract(pkt.data(), in_port, &mut key);
-            if layers.is_runt() {
-                eg.drop_pkt(pkt, DropReason::Malformed, None);
-                continue;
-            }
-            if layers.error.is_some() {
-                eg.stats.parse_errors += 1;
-            }
-            let hash = key.hash64();
-            let actions: &[Action] = if bridge {
-                NORMAL_ONLY
+        // Stage 1: keys and hashes for the whole batch.
+        let n = batch.len();
+        let mut bytes = 0;
+        for (i, pkt) in batch.iter().enumerate() {
+            bytes += pkt.len() as u64;
+            sc.layers[i] = extract(pkt.data(), in_port, &mut sc.keys[i]);
+            sc.hashes[i] = flow_hash(&sc.keys[i]);
+        }
+        eg.count_rx(n as u64, bytes);
+
+        // Stage 2: what each packet does.
+        for (i, pkt) in batch.iter().enumerate() {
+            let (key, hash) = (&sc.keys[i], sc.hashes[i]);
+            sc.verdicts[i] = if sc.layers[i].is_runt() {
+                Verdict::Drop(DropReason::Malformed)
+            } else if bridge {
+                Verdict::Normal
             } else {
-                let slot = match emc.probe(&key, hash, generation) {
+                let len = pkt.len() as u64;
+                match emc.probe(key, hash, generation) {
                     EmcProbe::Rule(r) => {
                         eg.stats.emc_hits += 1;
-                        Some(hits.note(r, len))
+                        Verdict::Rule(hits.note(r, len))
                     }
                     EmcProbe::TableMiss => {
                         eg.stats.emc_hits += 1;
-                        None
+                        Verdict::Drop(DropReason::NoMatch)
                     }
                     EmcProbe::Unknown => {
                         eg.stats.classifier_lookups += 1;
-                        match cls.lookup(&key) {
+                        match cls.lookup(key) {
                             Some(r) => {
-                                emc.insert(&key, hash, generation, r);
-                                Some(hits.note(r, len))
+                                emc.insert(key, hash, generation, r);
+                                Verdict::Rule(hits.note(r, len))
                             }
                             None => {
-                                emc.insert_table_miss(&key, hash, generation);
-                                None
+                                emc.insert_table_miss(key, hash, generation);
+                                Verdict::Drop(DropReason::NoMatch)
                             }
                         }
                     }
-                };
-                match slot {
-                    Some(s) => hits.actions(s),
-                    None => {
-                        eg.drop_pkt(pkt, DropReason::NoMatch, None);
-                        continue;
-                    }
                 }
             };
+        }
+
+        // Stage 3: run the actions, queue the outputs.
+        for (i, pkt) in batch.drain().enumerate().take(n) {
+            let actions: &[Action] = match sc.verdicts[i] {
+                Verdict::Drop(reason) => {
+                    eg.drop_pkt(pkt, reason, None);
+                    continue;
+                }
+                Verdict::Normal => NORMAL_ONLY,
+                Verdict::Rule(slot) => hits.actions(slot),
+            };
+            if sc.layers[i].error.is_some() {
+                eg.stats.parse_errors += 1;
+            }
             run_actions(
                 eg,
                 dests,
@@ -731,10 +846,10 @@ impl Pmd {
                 macs,
                 actions,
                 pkt,
-                &mut key,
-                &mut layers,
+                &mut sc.keys[i],
+                &mut sc.layers[i],
                 in_port,
-                hash,
+                sc.hashes[i],
                 now_secs,
             );
         }
@@ -761,7 +876,7 @@ fn run_actions(
     actions: &[Action],
     mut pkt: Packet,
     key: &mut FlowKey,
-    layers: &mut crate::extract::Layers,
+    layers: &mut Layers,
     in_port: PortNo,
     hash: u64,
     now_secs: u32,

@@ -32,10 +32,17 @@
 //! * Bad queue ids and faults are reported, never panics.
 //!
 //! # Locking
-//! None: the rings are lock-free bounded queues (`crossbeam-queue`
-//! `ArrayQueue`), counters are relaxed atomics. As with any vport, an rx or tx
-//! queue is served by one PMD at a time (that PMD's pool receives the
-//! completions); generators and sinks may run on any thread.
+//! Each ring is a wait-free single-producer/single-consumer ring (`rtrb`).
+//! Its two ends are separate handles, each behind its own mutex that only
+//! one side ever takes: the PMD owns the consumer of rx and completion and
+//! the producer of fill and tx; the generator and the sink own the other
+//! ends. So the PMD and the threads feeding it never share a lock, and a
+//! PMD's end is uncontended as long as one PMD serves the queue — the
+//! `Vport` contract. The PMD side takes its ends with `try_lock` once per
+//! batch: a second PMD on the same queue sees "nothing received" or "ring
+//! full", never a blocked thread. Generator and sink calls may block on
+//! each other (two generators on one queue) but never on a PMD. Counters
+//! are relaxed atomics.
 //!
 //! # Faults
 //! [`MemoryPort::set_tx_fault`] makes `send` fail ([`TxFault::Fail`]) or keeps
@@ -45,7 +52,8 @@
 use super::{PortState, TxError, Vport};
 use crate::packet::{Packet, PacketBatch, PacketPool};
 use core::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use crossbeam_queue::ArrayQueue;
+use rtrb::{Consumer, Producer, PushError, RingBuffer};
+use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
 
 /// How [`MemoryPort`] is built.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,14 +186,47 @@ fn bump(c: &AtomicU64, n: u64) {
     }
 }
 
+/// One SPSC ring; each end behind the mutex of the one side that uses it.
+struct Ring {
+    prod: Mutex<Producer<Packet>>,
+    cons: Mutex<Consumer<Packet>>,
+}
+
+/// Takes `m` without waiting (PMD side); a poisoned lock is taken over (a
+/// ring end holds no invariant a panic could break).
+#[inline]
+fn try_take<T>(m: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
+    match m.try_lock() {
+        Ok(g) => Some(g),
+        Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+        Err(TryLockError::WouldBlock) => None,
+    }
+}
+
+/// Takes `m`, waiting if needed (generator and sink side).
+#[inline]
+fn take<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Ring {
+    fn new(capacity: usize) -> Self {
+        let (p, c) = RingBuffer::new(capacity);
+        Ring {
+            prod: Mutex::new(p),
+            cons: Mutex::new(c),
+        }
+    }
+}
+
 struct RxQueue {
-    rx: ArrayQueue<Packet>,
-    fill: ArrayQueue<Packet>,
+    rx: Ring,
+    fill: Ring,
 }
 
 struct TxQueue {
-    tx: ArrayQueue<Packet>,
-    completion: ArrayQueue<Packet>,
+    tx: Ring,
+    completion: Ring,
     /// Buffers accepted by `send` and not yet reclaimed (tx ring + sink +
     /// completion ring). Written by the queue's PMD only.
     outstanding: AtomicUsize,
@@ -222,14 +263,14 @@ impl MemoryPort {
         let ring = cfg.ring_size.max(1);
         let rxqs = (0..cfg.n_rxq.max(1))
             .map(|_| RxQueue {
-                rx: ArrayQueue::new(ring),
-                fill: ArrayQueue::new(2 * ring),
+                rx: Ring::new(ring),
+                fill: Ring::new(2 * ring),
             })
             .collect();
         let txqs = (0..cfg.n_txq)
             .map(|_| TxQueue {
-                tx: ArrayQueue::new(ring),
-                completion: ArrayQueue::new(ring),
+                tx: Ring::new(ring),
+                completion: Ring::new(ring),
                 outstanding: AtomicUsize::new(0),
             })
             .collect();
@@ -323,12 +364,12 @@ impl MemoryPort {
         let Some(q) = self.rxqs.get(qid) else {
             return Err(pkt);
         };
-        match q.rx.push(pkt) {
+        match take(&q.rx.prod).push(pkt) {
             Ok(()) => {
                 bump(&self.counters.injected, 1);
                 Ok(())
             }
-            Err(p) => {
+            Err(PushError::Full(p)) => {
                 bump(&self.counters.inject_full, 1);
                 Err(p)
             }
@@ -340,38 +381,53 @@ impl MemoryPort {
     /// injects it. False when the frame does not fit a buffer, the ring is
     /// full or `qid` does not exist.
     pub fn inject_frame(&self, qid: usize, frame: &[u8]) -> bool {
+        self.inject_frames(qid, core::iter::once(frame)) == 1
+    }
+
+    /// [`MemoryPort::inject_frame`] for several frames, taking the rings
+    /// once. Stops at the first frame that does not fit or finds the ring
+    /// full; returns how many were injected.
+    pub fn inject_frames<'a>(
+        &self,
+        qid: usize,
+        frames: impl IntoIterator<Item = &'a [u8]>,
+    ) -> usize {
         let Some(q) = self.rxqs.get(qid) else {
-            return false;
+            return 0;
         };
-        let mut p = q.fill.pop().unwrap_or_default();
-        if !p.set_data(frame) {
-            self.recycle_fill(q, p);
-            return false;
-        }
-        match self.inject(qid, p) {
-            Ok(()) => true,
-            Err(p) => {
-                self.recycle_fill(q, p);
-                false
+        let mut fill = take(&q.fill.cons);
+        let mut rx = take(&q.rx.prod);
+        let mut n = 0;
+        for frame in frames {
+            if rx.is_full() {
+                bump(&self.counters.inject_full, 1);
+                break;
             }
+            let mut p = fill.pop().unwrap_or_default();
+            // An oversized frame or (not reached: `is_full` was checked and
+            // only we produce) a full ring frees the buffer: the fill ring's
+            // producer end belongs to the PMD.
+            if !p.set_data(frame) || rx.push(p).is_err() {
+                bump(&self.counters.released, 1);
+                break;
+            }
+            n += 1;
         }
+        bump(&self.counters.injected, n as u64);
+        n
     }
 
     /// An empty buffer from rx queue `qid`'s fill ring, for generators that
     /// fill buffers themselves.
     pub fn take_fill(&self, qid: usize) -> Option<Packet> {
-        self.rxqs.get(qid)?.fill.pop()
+        take(&self.rxqs.get(qid)?.fill.cons).pop().ok()
     }
 
     /// Frames waiting on rx queue `qid`.
     pub fn rx_pending(&self, qid: usize) -> usize {
-        self.rxqs.get(qid).map_or(0, |q| q.rx.len())
-    }
-
-    fn recycle_fill(&self, q: &RxQueue, p: Packet) {
-        if q.fill.push(p).is_err() {
-            bump(&self.counters.released, 1);
-        }
+        self.rxqs
+            .get(qid)
+            .map_or(0, |q| self.ring_size - take(&q.rx.prod).slots())
     }
 
     // ---- sink side ------------------------------------------------------
@@ -379,7 +435,7 @@ impl MemoryPort {
     /// The next transmitted packet on tx queue `qid`. Hand the buffer back
     /// with [`MemoryPort::complete`].
     pub fn take_tx(&self, qid: usize) -> Option<Packet> {
-        self.txqs.get(qid)?.tx.pop()
+        take(&self.txqs.get(qid)?.tx.cons).pop().ok()
     }
 
     /// Returns a buffer obtained from [`MemoryPort::take_tx`] on the same
@@ -389,7 +445,7 @@ impl MemoryPort {
             bump(&self.counters.released, 1);
             return;
         };
-        if q.completion.push(pkt).is_ok() {
+        if take(&q.completion.prod).push(pkt).is_ok() {
             bump(&self.counters.completed, 1);
         } else {
             // Only a buffer that did not come from this queue's tx ring can
@@ -399,15 +455,26 @@ impl MemoryPort {
     }
 
     /// Takes every packet waiting on tx queue `qid`, shows each frame to
-    /// `f`, and completes the buffers. Returns how many.
+    /// `f`, and completes the buffers (the rings are taken once). Returns
+    /// how many.
     pub fn drain_tx(&self, qid: usize, mut f: impl FnMut(&[u8])) -> usize {
+        let Some(q) = self.txqs.get(qid) else {
+            return 0;
+        };
+        let mut tx = take(&q.tx.cons);
+        let mut completion = take(&q.completion.prod);
         let mut n = 0;
-        while let Some(p) = self.take_tx(qid) {
+        let mut released = 0;
+        while let Ok(p) = tx.pop() {
             f(p.data());
-            self.complete(qid, p);
+            if completion.push(p).is_err() {
+                released += 1;
+            }
             n += 1;
         }
-        n
+        bump(&self.counters.completed, n - released);
+        bump(&self.counters.released, released);
+        n as usize
     }
 
     /// Drains every tx queue (queue order, then ring order) into owned
@@ -422,7 +489,7 @@ impl MemoryPort {
 
     /// Packets waiting on tx queue `qid`.
     pub fn tx_pending(&self, qid: usize) -> usize {
-        self.txqs.get(qid).map_or(0, |q| q.tx.len())
+        self.txqs.get(qid).map_or(0, |q| take(&q.tx.cons).slots())
     }
 
     /// Buffers accepted on tx queue `qid` and not yet reclaimed by a `send`.
@@ -433,8 +500,8 @@ impl MemoryPort {
     }
 
     /// Moves completed buffers of tx queue `qid` into `pool`; returns how
-    /// many. `send` does this itself; a PMD calls it when going idle so that
-    /// no buffer waits on a queue it no longer sends on.
+    /// many. `send` does this itself; call it for a queue no PMD sends on
+    /// any more (a deleted port) so that its buffers come home.
     pub fn reclaim(&self, qid: usize, pool: &mut PacketPool) -> usize {
         match self.txqs.get(qid) {
             Some(q) => self.reclaim_queue(q, pool),
@@ -444,20 +511,25 @@ impl MemoryPort {
 
     #[inline]
     fn reclaim_queue(&self, q: &TxQueue, pool: &mut PacketPool) -> usize {
+        let Some(mut completion) = try_take(&q.completion.cons) else {
+            return 0;
+        };
         let mut n = 0;
-        while let Some(p) = q.completion.pop() {
+        let mut released = 0;
+        while let Ok(p) = completion.pop() {
             n += 1;
             if pool.available() < pool.created() {
                 pool.free(p);
             } else {
                 // Not this pool's buffer (two PMDs on one queue): free it
                 // rather than grow the pool.
-                bump(&self.counters.released, 1);
+                released += 1;
             }
         }
         if n != 0 {
             q.outstanding.fetch_sub(n, Ordering::Relaxed);
         }
+        bump(&self.counters.released, released);
         n
     }
 }
@@ -483,23 +555,27 @@ impl Vport for MemoryPort {
         let Some(q) = self.rxqs.get(qid) else {
             return 0;
         };
+        let (Some(mut rx), Some(mut fill)) = (try_take(&q.rx.cons), try_take(&q.fill.prod)) else {
+            return 0;
+        };
         let mut n = 0;
         let mut bytes = 0;
         let mut released = 0;
         while !out.is_full() {
             // Pay for the frame with a pool buffer first, as AF_XDP does
             // through its fill ring: no buffer, no receive.
-            let Some(empty) = pool.alloc() else { break };
-            let Some(pkt) = q.rx.pop() else {
-                pool.free(empty);
+            if pool.available() == 0 {
                 break;
-            };
-            if q.fill.push(empty).is_err() {
-                released += 1;
+            }
+            let Ok(pkt) = rx.pop() else { break };
+            if let Some(empty) = pool.alloc() {
+                if fill.push(empty).is_err() {
+                    released += 1;
+                }
             }
             bytes += pkt.len() as u64;
             if let Err(pkt) = out.push(pkt) {
-                // Unreachable (the loop checks for room); keep the buffer.
+                // Not reached (the loop checks for room); keep the buffer.
                 pool.free(pkt);
                 break;
             }
@@ -536,26 +612,34 @@ impl Vport for MemoryPort {
                 return Ok(0);
             }
         }
-        let outstanding = q.outstanding.load(Ordering::Relaxed);
-        let n = batch.len().min(self.ring_size.saturating_sub(outstanding));
-        q.outstanding.fetch_add(n, Ordering::Relaxed);
-        let mut bytes = 0;
-        for p in batch.drain_front(n) {
-            bytes += p.len() as u64;
-            // Cannot fail: at most `ring_size` buffers are outstanding and
-            // the tx ring holds `ring_size`.
-            if let Err(p) = q.tx.push(p) {
-                pool.free(p);
-                q.outstanding.fetch_sub(1, Ordering::Relaxed);
-                bump(&self.counters.released, 1);
+        let accepted = match try_take(&q.tx.prod) {
+            None => 0,
+            Some(mut tx) => {
+                let outstanding = q.outstanding.load(Ordering::Relaxed);
+                let n = batch
+                    .len()
+                    .min(self.ring_size.saturating_sub(outstanding))
+                    .min(tx.slots());
+                q.outstanding.fetch_add(n, Ordering::Relaxed);
+                let mut bytes = 0;
+                for p in batch.drain_front(n) {
+                    bytes += p.len() as u64;
+                    if let Err(PushError::Full(p)) = tx.push(p) {
+                        // Not reached: `slots()` only grows under us.
+                        pool.free(p);
+                        q.outstanding.fetch_sub(1, Ordering::Relaxed);
+                        bump(&self.counters.released, 1);
+                    }
+                }
+                bump(&self.counters.sent_bytes, bytes);
+                n
             }
-        }
+        };
         if !batch.is_empty() {
             bump(&self.counters.send_short, 1);
         }
-        bump(&self.counters.sent, n as u64);
-        bump(&self.counters.sent_bytes, bytes);
-        Ok(n)
+        bump(&self.counters.sent, accepted as u64);
+        Ok(accepted)
     }
 }
 
