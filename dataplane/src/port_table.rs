@@ -356,7 +356,10 @@ impl<'a> PortSnapshot<'a> {
 }
 
 /// What the reclaimer calls on a deleted port, with exclusive access, just
-/// before its vport is dropped (buffer accounting, DESIGN.md step 5).
+/// before its vport is dropped (buffer accounting, DESIGN.md step 5). Ports
+/// still in the table when the table itself is dropped (shutdown, after the
+/// PMDs have exited) are dropped with it without the hook: delete them and
+/// [`Rcu::barrier`] first if they need it.
 pub type DestroyHook = Arc<dyn Fn(&PortEntry) + Send + Sync>;
 
 /// A copy of one port's published state and counters (for `port list`,
