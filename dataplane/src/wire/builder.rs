@@ -666,3 +666,134 @@ fn ip6_key(
     k.set_nw_proto(proto.0);
     k
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::extract::extract;
+
+    fn key(dl_type: u16) -> FlowKey {
+        let mut k = FlowKey::ZERO;
+        k.set_dl_src([2, 0, 0, 0, 0, 1]);
+        k.set_dl_dst([2, 0, 0, 0, 0, 2]);
+        k.set_dl_type(dl_type);
+        k
+    }
+
+    fn extracted(f: &[u8]) -> FlowKey {
+        let mut k = FlowKey::ZERO;
+        let l = extract(f, 0, &mut k);
+        assert_eq!(l.error, None, "frame {f:02x?}");
+        k
+    }
+
+    #[test]
+    fn dot3_frame_has_a_length_field_and_non_snap_llc() {
+        let k = key(0x05ff);
+        let f = build_frame(&k, 10);
+        assert_eq!(&f[12..14], &13u16.to_be_bytes(), "3 bytes of LLC + 10");
+        assert_eq!(&f[14..17], &LLC_NO_SNAP);
+        assert_eq!(f.len(), 60);
+        assert_eq!(extracted(&f), k);
+    }
+
+    #[test]
+    fn llc_snap_option_encapsulates_the_ethertype() {
+        let mut k = key(0x0800);
+        k.set_nw_proto(17);
+        k.set_tp_dst(53);
+        let opts = FrameOptions {
+            llc_snap: true,
+            ..FrameOptions::default()
+        };
+        let f = build_frame_with(&k, 0, &opts);
+        assert_eq!(&f[14..22], &[0xaa, 0xaa, 0x03, 0, 0, 0, 0x08, 0x00]);
+        let len = usize::from(u16::from_be_bytes([f[12], f[13]]));
+        assert_eq!(len, 8 + 20 + 8);
+        assert_eq!(extracted(&f), k);
+    }
+
+    #[test]
+    fn vlan_tpids_follow_tag_count_unless_chosen() {
+        let mut k = key(0x88cc);
+        k.set_vlan_tci(VLAN_CFI | 7);
+        assert_eq!(&build_frame(&k, 0)[12..16], &[0x81, 0x00, 0x00, 0x07]);
+        k.set_vlan_tci2(VLAN_CFI | 9);
+        let f = build_frame(&k, 0);
+        assert_eq!(&f[12..20], &[0x88, 0xa8, 0, 7, 0x81, 0x00, 0, 9]);
+        let opts = FrameOptions {
+            outer_tpid: Some(EtherType::VLAN),
+            ..FrameOptions::default()
+        };
+        assert_eq!(&build_frame_with(&k, 0, &opts)[12..14], &[0x81, 0x00]);
+        assert_eq!(extracted(&f), k);
+    }
+
+    #[test]
+    fn neighbor_advertisement_carries_link_layer_options() {
+        let mut k = key(0x86dd);
+        k.set_nw_proto(58);
+        k.set_nw_ttl(255);
+        k.set_tp_src(136);
+        k.set_arp_tha([0xa, 0xb, 0xc, 0xd, 0xe, 0xf]);
+        assert!(is_consistent(&k));
+        let f = build_frame(&k, 8);
+        let icmp = Icmpv6Packet::new_checked(&f[54..]).unwrap();
+        assert_eq!(icmp.nd_options().count(), 1, "only the non-zero address");
+        assert!(icmp.verify_checksum(k.ipv6_src(), k.ipv6_dst()));
+        assert_eq!(extracted(&f), k);
+    }
+
+    #[test]
+    fn ipv6_later_fragment_names_a_real_inner_protocol() {
+        let mut k = key(0x86dd);
+        k.set_nw_frag(FRAG_ANY | FRAG_LATER);
+        k.set_nw_proto(6); // canonicalize turns this into 44
+        let k = canonicalize(&k);
+        assert_eq!(k.nw_proto(), 44);
+        let f = build_frame(&k, 16);
+        let frag = Ipv6FragmentHeader::new_checked(&f[54..]).unwrap();
+        assert_eq!(frag.next_header(), LATER_FRAG_INNER_PROTO);
+        assert_eq!(frag.frag_offset(), LATER_FRAG_OFFSET);
+        assert_eq!(extracted(&f), k);
+    }
+
+    #[test]
+    fn ipv4_options_and_fragments_are_emitted() {
+        let mut k = key(0x0800);
+        k.set_nw_proto(6);
+        k.set_nw_frag(FRAG_ANY);
+        k.set_tp_src(1);
+        let opts = FrameOptions {
+            ipv4_options_len: 12,
+            tcp_options_len: 8,
+            ..FrameOptions::default()
+        };
+        let f = build_frame_with(&k, 5, &opts);
+        let ip = Ipv4Packet::new_checked(&f[14..]).unwrap();
+        assert_eq!(
+            (ip.header_len(), ip.more_frags(), ip.frag_offset()),
+            (32, true, 0)
+        );
+        assert!(ip.verify_checksum());
+        let tcp = TcpPacket::new_checked(ip.payload()).unwrap();
+        assert_eq!(tcp.header_len(), 28);
+        assert_eq!(extracted(&f), k);
+    }
+
+    #[test]
+    fn canonicalize_clears_fields_of_absent_layers() {
+        let mut k = key(0x0806);
+        k.set_nw_src(Ipv4Addr::new(1, 2, 3, 4));
+        k.set_nw_ttl(9); // ARP has no TTL
+        k.set_tp_dst(80); // ... nor ports
+        k.set_ipv6_label(5);
+        let c = canonicalize(&k);
+        assert_eq!(c.nw_src(), Ipv4Addr::new(1, 2, 3, 4));
+        assert_eq!((c.nw_ttl(), c.tp_dst(), c.ipv6_label()), (0, 0, 0));
+        let mut k = key(0x0500); // an 802.3 length
+        k.set_vlan_tci(0x0005); // no CFI: not a tag
+        let c = canonicalize(&k);
+        assert_eq!((c.dl_type(), c.vlan_tci()), (0x05ff, 0));
+    }
+}
