@@ -63,6 +63,11 @@ pub enum ExpiryReason {
 /// earlier installed) wins. A replacement keeps the sequence number of the
 /// rule it replaces, so modifying a rule's actions never changes which rule
 /// other packets hit.
+///
+/// Cache-line aligned: in an `Arc<Rule>` the reference counts (changed by the
+/// flow-table writer's copy-on-write and by caches) then sit on their own
+/// line, apart from the spec and counters PMDs read and write.
+#[repr(align(64))]
 pub struct Rule {
     spec: RuleSpec,
     seq: u64,

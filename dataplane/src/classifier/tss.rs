@@ -221,7 +221,12 @@ impl Entry {
 }
 
 /// An open-addressing hash table over a dense entry vector.
+///
+/// `align(64)`: inside an `Arc` the data then starts on the cache line after
+/// the reference counts, so the writer's clone/drop traffic on the counts
+/// does not invalidate the line readers load on every lookup.
 #[derive(Clone)]
+#[repr(align(64))]
 struct Shard {
     slots: Box<[u64]>,
     entries: Vec<Entry>,
@@ -309,7 +314,12 @@ impl Shard {
 }
 
 /// All rules with one mask.
+///
+/// `align(64)`: inside an `Arc` the data then starts on the cache line after
+/// the reference counts, so the writer's clone/drop traffic on the counts
+/// does not invalidate the line readers load on every lookup.
 #[derive(Clone)]
+#[repr(align(64))]
 pub(crate) struct Subtable {
     max_priority: u16,
     /// `filter.len() * 64 - 1`: the filter's bit-index mask.
@@ -340,7 +350,12 @@ pub(crate) struct Subtable {
 /// A run of consecutive shards. The directory is split into about √N
 /// groups of about √N shards so that a copy-on-write clones ~2√N pointers
 /// (the group list and one group), not all N.
+///
+/// `align(64)`: inside an `Arc` the data then starts on the cache line after
+/// the reference counts, so the writer's clone/drop traffic on the counts
+/// does not invalidate the line readers load on every lookup.
 #[derive(Clone)]
+#[repr(align(64))]
 struct ShardGroup {
     shards: Box<[Arc<Shard>]>,
 }
@@ -436,7 +451,10 @@ impl Subtable {
     fn filter_add(&mut self, hash: u64) {
         let (w, bit) = self.filter_pos(hash);
         if let Some(f) = self.filter.get(w) {
-            f.fetch_or(bit, Ordering::Relaxed);
+            // Skip the write (and the cache-line steal from readers) when set.
+            if f.load(Ordering::Relaxed) & bit == 0 {
+                f.fetch_or(bit, Ordering::Relaxed);
+            }
         }
     }
 
@@ -525,7 +543,8 @@ impl Subtable {
 /// An immutable snapshot of a flow table, what a PMD looks packets up in.
 ///
 /// Obtained from [`super::FlowTable::snapshot`]; see the module docs for the
-/// lookup algorithm.
+/// lookup algorithm. Cache-line aligned for the same reason as `Subtable`.
+#[repr(align(64))]
 pub struct Classifier {
     /// Sorted by `max_priority`, descending.
     subtables: Box<[Arc<Subtable>]>,
