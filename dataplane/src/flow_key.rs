@@ -3,7 +3,7 @@
 //! # What
 //! A [`FlowKey`] holds the OpenFlow fields of one packet (the OVS `struct flow`
 //! subset xswitch supports). It is filled in one pass over the frame by
-//! [`crate::wire::extract`] and is the unit of classification: caches hash it,
+//! [`crate::extract::extract`] and is the unit of classification: caches hash it,
 //! the classifier masks it.
 //!
 //! # Layout
