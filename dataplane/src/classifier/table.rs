@@ -9,10 +9,11 @@
 //! The current snapshot sits in an `ArcSwap<Classifier>`. A reader's `load`
 //! is lock-free and wait-free in the common case; it never blocks a writer
 //! and a writer never blocks it. A writer takes the table's own mutex (the
-//! `flow_table` lock of DESIGN.md, below `ports` and above `fdb`; it takes no
-//! other lock while holding it), edits the working copy in the
-//! [`TssEditor`] copy-on-write — only the touched subtable and shard are
-//! copied, everything else is shared with the previous snapshot — and stores
+//! `flow_table` level of [`crate::locks`], below `ports` and above `fdb`,
+//! checked in debug builds; it takes no other lock while holding it), edits
+//! the working copy in the [`TssEditor`] copy-on-write — only the touched
+//! subtable, one shard group and one shard are copied, everything else is
+//! shared with the previous snapshot — and stores
 //! a new `Arc<Classifier>` with a fresh generation. `add_batch`, loose
 //! deletes and `expire` publish once for all their changes.
 //!
@@ -40,9 +41,10 @@
 use super::rule::{Rule, RuleSpec};
 use super::tss::{Classifier, TssEditor};
 use crate::flow_key::FlowMatch;
+use crate::locks::{LockLevel, OrderedGuard, OrderedMutex};
 use arc_swap::ArcSwap;
 use core::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// What [`FlowTable::snapshot`] returns: a lock-free guard on the current
@@ -86,7 +88,7 @@ impl Writer {
 /// One OpenFlow table (see the module docs).
 pub struct FlowTable {
     published: ArcSwap<Classifier>,
-    writer: Mutex<Writer>,
+    writer: OrderedMutex<Writer>,
 }
 
 impl Default for FlowTable {
@@ -110,18 +112,21 @@ impl FlowTable {
         let first = editor.publish(next_generation());
         FlowTable {
             published: ArcSwap::from_pointee(first),
-            writer: Mutex::new(Writer {
-                editor,
-                next_seq: 0,
-            }),
+            writer: OrderedMutex::new(
+                LockLevel::FlowTable,
+                Writer {
+                    editor,
+                    next_seq: 0,
+                },
+            ),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Writer> {
-        // A panicking writer cannot leave readers inconsistent (they only see
-        // published snapshots), and no writer code path panics on valid data,
-        // so a poisoned lock is taken over rather than propagated.
-        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The `flow_table` lock. `OrderedMutex` checks the hierarchy in debug
+    /// builds and takes over a poisoned lock: a panicking writer cannot leave
+    /// readers inconsistent (they only see published snapshots).
+    fn lock(&self) -> OrderedGuard<'_, Writer> {
+        self.writer.lock()
     }
 
     fn publish(&self, w: &Writer) {

@@ -566,3 +566,24 @@ fn resharding_subtables_agree_with_the_oracle_through_adds_and_deletes() {
         }
     }
 }
+
+#[test]
+fn flow_writes_may_nest_under_the_ports_lock() {
+    use crate::locks::{LockLevel, OrderedMutex};
+    let ports = OrderedMutex::new(LockLevel::Ports, ());
+    let t = FlowTable::new();
+    let _p = ports.lock();
+    t.add(spec(1, FlowMatch::ANY, 1));
+    assert_eq!(t.delete(&FlowMatch::ANY, None), 1);
+}
+
+#[test]
+#[cfg(debug_assertions)]
+#[should_panic(expected = "takes `flow_table` (level flow_table) while holding `fdb`")]
+fn a_flow_write_under_the_fdb_lock_is_a_lock_order_violation() {
+    use crate::locks::{LockLevel, OrderedMutex};
+    let fdb = OrderedMutex::new(LockLevel::Fdb, ());
+    let t = FlowTable::new();
+    let _f = fdb.lock();
+    t.add(spec(1, FlowMatch::ANY, 1));
+}
