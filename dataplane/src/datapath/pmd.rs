@@ -10,22 +10,26 @@
 //!
 //! # The walk ([`Pmd::process_batch`])
 //! 1. Load the port map and the classifier snapshot once for the batch.
-//! 2. Per packet: `extract` the key (a frame shorter than an Ethernet header
-//!    is dropped as `malformed`); hash it; with rules installed look it up in
-//!    the EMC, then the classifier on a miss (a miss is cached too, and
-//!    dropped as `no_match`); with no rules the action list is `normal`.
-//! 3. Run the actions. The common single `output:P` moves the packet into
-//!    P's tx batch without running the executor. Otherwise, when every output
-//!    of the list comes after every rewrite, outputs are only *collected*
-//!    while the executor runs; afterwards all but the last destination get a
-//!    copy from the pool and the last one gets the packet itself — so
-//!    `normal` to a known station and `mod_*` + `output` copy nothing, and a
-//!    flood to n ports copies n - 1 times. A list that rewrites between
-//!    outputs copies at each output (the packet must be emitted as it is at
-//!    that moment).
+//! 2. Stage by stage over the whole batch (as OVS's `dfc_processing` /
+//!    `fast_path_processing`, so one stage's loads overlap across packets):
+//!    `extract` every key and hash it (`flow_hash`); then decide each
+//!    packet — a frame shorter than an Ethernet header is dropped as
+//!    `malformed`; with no rules the action list is `normal`; otherwise the
+//!    EMC, then the classifier on a miss (a miss is cached too, and dropped
+//!    as `no_match`).
+//! 3. Per packet, run the actions. The common single `output:P` moves the
+//!    packet into P's tx batch without running the executor. Otherwise, when
+//!    every output of the list comes after every rewrite, outputs are only
+//!    *collected* while the executor runs; afterwards all but the last
+//!    destination get a copy from the pool and the last one gets the packet
+//!    itself — so `normal` to a known station and `mod_*` + `output` copy
+//!    nothing, and a flood to n ports copies n - 1 times. A list that
+//!    rewrites between outputs copies at each output (the packet must be
+//!    emitted as it is at that moment).
 //! 4. Each output checks the port (in the map, [`PortState::output_check`],
 //!    MTU) — the check result is cached per port for the batch — and appends
-//!    to the batch of tx queue `hash % n`, `n > 0` guaranteed by the check.
+//!    to the batch of tx queue `hash % n`, `n > 0` guaranteed by the check
+//!    (`tx_queue`).
 //! 5. At the end of the batch every tx batch is flushed: the port state is
 //!    checked again (a port deleted or downed during the batch drops here,
 //!    the "next batch boundary" of the deletion protocol), then `send` is
