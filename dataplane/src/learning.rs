@@ -67,15 +67,19 @@
 //!
 //! # Locking
 //! The `fdb` mutex is the lowest lock in the hierarchy
-//! `config` → `ports` → `flow_table` → `fdb`: code holding it takes no other
-//! lock, so it may be taken under any of the others (a port deletion flushes
-//! the port's stations while holding `ports`). Bucket seqlocks are held for a
-//! few stores and never while waiting for anything else.
+//! `config` → `ports` → `flow_table` → `fdb` ([`crate::locks`], an
+//! [`OrderedMutex`] at [`LockLevel::Fdb`], so debug builds check the order):
+//! code holding it takes no other lock, so it may be taken under any of the
+//! others (a port deletion flushes the port's stations while holding
+//! `ports`). It is the one hierarchy lock a PMD may take — only to add a
+//! station, never while holding anything else, and never across a batch
+//! boundary. Bucket seqlocks are held for a few stores and never while
+//! waiting for anything else.
 
 use crate::flow_key::{MacAddr, PortNo, VLAN_VID_MASK};
+use crate::locks::{LockLevel, OrderedMutex};
 use core::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::hash::BuildHasher;
-use std::sync::Mutex;
 
 /// Slots per bucket: the counter and the keys fill one 64-byte cache line.
 pub const WAYS: usize = 7;
@@ -299,7 +303,7 @@ pub struct MacTable {
     /// Occupied slots (live or not yet reclaimed); written under `fdb`.
     occupied: AtomicUsize,
     /// The `fdb` lock: serialises inserts, flushes and expiry.
-    fdb: Mutex<()>,
+    fdb: OrderedMutex<()>,
     stats: AtomicStats,
 }
 
@@ -341,7 +345,7 @@ impl MacTable {
             capacity,
             aging: AtomicU32::new(aging_secs.max(1)),
             occupied: AtomicUsize::new(0),
-            fdb: Mutex::new(()),
+            fdb: OrderedMutex::new(LockLevel::Fdb, ()),
             stats: AtomicStats::default(),
         }
     }
@@ -465,7 +469,7 @@ impl MacTable {
     /// Slow path: add `key` (or revive its expired entry) under `fdb`.
     #[cold]
     fn insert(&self, key: u64, port: PortNo, now: u32) -> Learned {
-        let _fdb = self.fdb.lock().unwrap_or_else(|e| e.into_inner());
+        let _fdb = self.fdb.lock();
         let (b1, b2) = self.candidates(key);
         let cands: &[usize] = if b1 == b2 { &[b1] } else { &[b1, b2] };
 
@@ -609,7 +613,7 @@ impl MacTable {
 
     /// Clears every slot for which `pred(key, value)` holds; returns how many.
     fn remove_where(&self, mut pred: impl FnMut(u64, u64) -> bool) -> usize {
-        let _fdb = self.fdb.lock().unwrap_or_else(|e| e.into_inner());
+        let _fdb = self.fdb.lock();
         let mut removed = 0;
         for bucket in self.buckets.iter() {
             let hit = (0..WAYS).any(|w| bucket.key(w) != 0 && pred(bucket.key(w), bucket.val(w)));
@@ -659,7 +663,7 @@ impl MacTable {
     /// Live stations at `now`, sorted by (VLAN, MAC): the `fdb show` list.
     /// Takes the `fdb` lock so the snapshot does not race inserts.
     pub fn entries(&self, now: u32) -> Vec<FdbEntry> {
-        let _fdb = self.fdb.lock().unwrap_or_else(|e| e.into_inner());
+        let _fdb = self.fdb.lock();
         let mut out = Vec::new();
         for bucket in self.buckets.iter() {
             for w in 0..WAYS {

@@ -70,11 +70,12 @@ pub use trace::Trace;
 use crate::classifier::FlowTable;
 use crate::flow_key::PortNo;
 use crate::learning::{FdbEntry, MacTable};
+use crate::locks::{LockLevel, OrderedMutex};
 use crate::stats::{AtomicDropCounters, DropCounters};
 use crate::vport::Vport;
 use arc_swap::ArcSwap;
 use core::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The largest ofport a port may have (OpenFlow `OFPP_MAX`); numbers above
@@ -292,8 +293,9 @@ impl PortMap {
 /// One switch: ports, flow table, MAC table (see the module docs).
 pub struct Datapath {
     ports: ArcSwap<PortMap>,
-    /// The `ports` lock: serialises port writers (second in the hierarchy).
-    ports_lock: Mutex<()>,
+    /// The `ports` lock: serialises port writers (second in the hierarchy,
+    /// checked in debug builds).
+    ports_lock: OrderedMutex<()>,
     flows: FlowTable,
     macs: MacTable,
     clock: Clock,
@@ -325,7 +327,7 @@ impl Datapath {
     pub fn with_config(cfg: DatapathConfig) -> Self {
         Datapath {
             ports: ArcSwap::from_pointee(PortMap::default()),
-            ports_lock: Mutex::new(()),
+            ports_lock: OrderedMutex::new(LockLevel::Ports, ()),
             flows: FlowTable::new(),
             macs: MacTable::new(cfg.mac_capacity, cfg.mac_aging_secs),
             clock: if cfg.manual_clock {
@@ -366,10 +368,7 @@ impl Datapath {
         if ofport == 0 || ofport > OFPP_MAX {
             return Err(DatapathError::InvalidOfport(ofport));
         }
-        let _ports = self
-            .ports_lock
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let _ports = self.ports_lock.lock();
         let cur = self.ports.load();
         if cur.index(ofport).is_some() {
             return Err(DatapathError::OfportInUse(ofport));
@@ -392,10 +391,7 @@ impl Datapath {
     /// forgets the stations learned behind it. Returns the port and its
     /// final counters. Never waits for PMDs.
     pub fn del_port(&self, ofport: PortNo) -> Result<(Arc<dyn Vport>, PortStats), DatapathError> {
-        let _ports = self
-            .ports_lock
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let _ports = self.ports_lock.lock();
         let cur = self.ports.load();
         let idx = cur.index(ofport).ok_or(DatapathError::NoSuchPort(ofport))?;
         let victim = cur.entries[idx].clone();
