@@ -948,14 +948,23 @@ fn port_deleted_under_load_drops_with_a_reason_and_loses_no_buffer() {
         })
         .collect();
     let mut pmd = Pmd::new(dp.clone(), PmdConfig::default());
+    // Delete port 3 once it has carried traffic, and keep forwarding until
+    // outputs to it have been dropped for a while.
     let t0 = std::time::Instant::now();
     let mut deleted = false;
-    while t0.elapsed() < Duration::from_millis(400) {
+    loop {
         pmd.poll();
-        if !deleted && t0.elapsed() > Duration::from_millis(150) {
+        if !deleted && ports[2].counters().sent >= 500 {
             dp.del_port(3).unwrap();
             deleted = true;
         }
+        if deleted && pmd.stats().drops.get(DropReason::NoPort) >= 500 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "no progress: {pmd:?}"
+        );
     }
     stop.store(true, Ordering::Relaxed);
     let injected = gen.join().unwrap();
