@@ -24,8 +24,9 @@
 //! * **Accounting.** Every received packet ends as at least one transmitted
 //!   copy or is counted under exactly one
 //!   [`DropReason`](crate::stats::DropReason); every extra copy an action
-//!   list makes (flood, several outputs) is likewise transmitted or counted. So, per PMD and summed over ports,
-//!   `rx + extra_copies == tx + drops` at every batch boundary, and per
+//!   list makes (flood, several outputs) is likewise transmitted or counted.
+//!   So, per PMD and summed over ports, `rx + extra_copies == tx + drops` at
+//!   every batch boundary, and per
 //!   ingress port `rx_packets + rx_copies == rx_delivered + drops`
 //!   ([`PortStats::balanced`], [`PmdStats::balanced`]).
 //! * **Buffers.** A packet buffer is always in exactly one place: a PMD's
