@@ -76,8 +76,9 @@
 //! boundary. Bucket seqlocks are held for a few stores and never while
 //! waiting for anything else.
 
-use crate::flow_key::{MacAddr, PortNo, VLAN_VID_MASK};
+use crate::flow_key::{FlowKey, MacAddr, PortNo, VLAN_CFI, VLAN_VID_MASK};
 use crate::locks::{LockLevel, OrderedMutex};
+use crate::stats::DropReason;
 use core::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::hash::BuildHasher;
 
@@ -127,6 +128,74 @@ fn val_seen(v: u64) -> u32 {
 #[inline]
 pub fn is_multicast(mac: &MacAddr) -> bool {
     mac[0] & 1 != 0
+}
+
+/// True for a destination a bridge must never forward (Open vSwitch's
+/// `eth_addr_is_reserved`, with `forward-bpdu` off): IEEE 802.1D reserved
+/// addresses (STP, pause, LACP, LLDP, …), Extreme EDP/EAPS and Cisco control
+/// protocols (ISL, CDP/VTP/DTP, PVST+, uplink fast, CFM).
+#[inline]
+pub fn is_reserved_multicast(mac: &MacAddr) -> bool {
+    matches!(
+        *mac,
+        [0x01, 0x80, 0xc2, 0x00, 0x00, 0x00..=0x0f]
+            | [0x00, 0xe0, 0x2b, 0x00, 0x00, 0x00 | 0x04 | 0x06]
+            | [0x01, 0x00, 0x0c, 0x00, 0x00, 0x00]
+            | [0x01, 0x00, 0x0c, 0xcc, 0xcc, 0xc0..=0xc7 | 0xcc | 0xcd]
+            | [0x01, 0x00, 0x0c, 0xcd, 0xcd, 0xcd]
+    )
+}
+
+/// True when the outer tag is a bare priority tag (VID 0, PCP 0): `normal`
+/// sends such a frame untagged, as Open vSwitch does on a port without
+/// `priority-tags`. A VID-0 tag with a non-zero priority is kept.
+#[inline]
+pub fn is_bare_priority_tag(key: &FlowKey) -> bool {
+    key.vlan_tci() == VLAN_CFI
+}
+
+/// Where `normal` sends a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NormalOutput {
+    /// Every port of the bridge but the ingress port.
+    Flood,
+    /// The port the destination was learned on.
+    Port(PortNo),
+    /// Nowhere, for this reason: `loop_prevented` when the destination was
+    /// learned on the ingress port, `action_drop` for a reserved destination.
+    Drop(DropReason),
+}
+
+impl MacTable {
+    /// The learning switch's decision for `key` arriving on `in_port`, in
+    /// Open vSwitch's order: a reserved destination is dropped before
+    /// anything is learned; then the source is learned (when `learn`; a trace
+    /// does not); then broadcast, multicast and unknown destinations flood
+    /// and known ones go to their port, never back out the ingress port.
+    pub fn normal_output(
+        &self,
+        key: &FlowKey,
+        in_port: PortNo,
+        now: u32,
+        learn: bool,
+    ) -> NormalOutput {
+        let dst = key.dl_dst();
+        if is_reserved_multicast(&dst) {
+            return NormalOutput::Drop(DropReason::ActionDrop);
+        }
+        let vlan = key.dl_vlan().unwrap_or(0);
+        if learn {
+            self.learn(vlan, key.dl_src(), in_port, now);
+        }
+        if is_multicast(&dst) {
+            return NormalOutput::Flood;
+        }
+        match self.lookup(vlan, dst, now) {
+            Some(p) if p == in_port => NormalOutput::Drop(DropReason::LoopPrevented),
+            Some(p) => NormalOutput::Port(p),
+            None => NormalOutput::Flood,
+        }
+    }
 }
 
 /// The counter and keys: one cache line.

@@ -255,6 +255,60 @@ fn broadcast_floods_even_when_stations_are_known_and_never_returns_to_ingress() 
 }
 
 #[test]
+fn normal_drops_reserved_destinations_before_learning_like_ovs() {
+    let mut sw = Switch::new(3);
+    // STP BPDU address, LLDP, Cisco CDP: a bridge never forwards these.
+    for dst in [
+        [0x01, 0x80, 0xc2, 0, 0, 0x00],
+        [0x01, 0x80, 0xc2, 0, 0, 0x0e],
+        [0x01, 0x00, 0x0c, 0xcc, 0xcc, 0xcc],
+    ] {
+        sw.send(1, &udp(A, dst));
+    }
+    assert!(sw.outputs().is_empty());
+    assert_eq!(sw.drops(), only(DropReason::ActionDrop, 3));
+    assert!(
+        sw.dp.fdb().is_empty(),
+        "a dropped reserved frame teaches nothing"
+    );
+    // The next address up is ordinary multicast: flooded.
+    sw.send(1, &udp(A, [0x01, 0x80, 0xc2, 0, 0, 0x10]));
+    assert_eq!(sw.outputs(), BTreeMap::from([(2, 1), (3, 1)]));
+    sw.settle();
+}
+
+#[test]
+fn normal_sends_a_bare_priority_tagged_frame_untagged() {
+    let mut sw = Switch::new(3);
+    let tagged = udp_vlan(A, BCAST, 0); // VID 0, PCP 0
+    let mut plain = tagged.clone();
+    plain.drain(12..16);
+    sw.send(1, &tagged);
+    for p in [2, 3] {
+        assert_eq!(sw.out(p), vec![plain.clone()], "port {p}");
+    }
+    // Learned unicast too, with a rule that runs normal after a rewrite-free
+    // list (the deferred-output path).
+    sw.send(2, &udp(B, A));
+    sw.outputs();
+    sw.dp
+        .flow_table()
+        .add(rule(match_any(), 10, vec![Action::Normal]));
+    let to_b = udp_vlan(A, B, 0);
+    let mut to_b_plain = to_b.clone();
+    to_b_plain.drain(12..16);
+    sw.send(1, &to_b);
+    assert_eq!(sw.out(2), vec![to_b_plain]);
+    assert!(sw.out(3).is_empty());
+    // A VID-0 tag with a priority is kept.
+    let mut pcp = udp_vlan(A, B, 0);
+    pcp[14] |= 0xa0; // PCP 5
+    sw.send(1, &pcp);
+    assert_eq!(sw.out(2), vec![pcp]);
+    sw.settle();
+}
+
+#[test]
 fn stations_are_learned_per_vlan() {
     let mut sw = Switch::new(3);
     sw.send(2, &udp_vlan(B, A, 10)); // B behind 2 on VLAN 10 only

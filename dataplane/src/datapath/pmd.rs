@@ -52,7 +52,7 @@ use crate::cache::{EmcProbe, ExactMatchCache};
 use crate::classifier::Rule;
 use crate::extract::{extract, Layers};
 use crate::flow_key::{FlowKey, PortNo};
-use crate::learning::{is_multicast, MacTable};
+use crate::learning::{is_bare_priority_tag, MacTable, NormalOutput};
 use crate::packet::{Packet, PacketBatch, PacketPool, BATCH_SIZE};
 use crate::stats::{DropCounters, DropReason};
 use crate::vport::TxError;
@@ -561,14 +561,55 @@ struct PacketCtx<'a> {
 impl PacketCtx<'_> {
     #[inline]
     fn emit(&mut self, port: PortNo, pkt: &Packet) {
-        self.outputs += 1;
         if self.deferred {
+            self.outputs += 1;
             self.dests.push(port);
-        } else if let Some(c) = self.eg.copy(pkt) {
+        } else {
+            self.emit_copy(port, pkt);
+        }
+    }
+
+    /// Outputs a copy of `pkt` as it is now, whatever the mode.
+    #[inline]
+    fn emit_copy(&mut self, port: PortNo, pkt: &Packet) {
+        self.outputs += 1;
+        if let Some(c) = self.eg.copy(pkt) {
             self.eg.enqueue(self.ports, port, c, self.hash);
         }
     }
+
+    /// `normal`'s output of a frame with a bare priority tag: the frame goes
+    /// out untagged, so every destination gets a copy of an untagged scratch
+    /// frame, emitted at once (in deferred mode no rewrite follows, so these
+    /// bytes are final too).
+    #[cold]
+    fn emit_untagged(&mut self, out: NormalOutput, pkt: &Packet) {
+        let Some(mut tmp) = self.eg.pool.alloc() else {
+            self.hint = Some(DropReason::UmemExhausted);
+            return;
+        };
+        if tmp.set_data(pkt.data()) && tmp.remove_range(VLAN_TAG_OFFSET, VLAN_TAG_LEN) {
+            match out {
+                NormalOutput::Port(p) => self.emit_copy(p, &tmp),
+                _ => {
+                    let ports = self.ports;
+                    for e in ports.entries() {
+                        if e.ofport != self.in_port {
+                            self.emit_copy(e.ofport, &tmp);
+                        }
+                    }
+                }
+            }
+        } else {
+            self.hint = Some(DropReason::Malformed);
+        }
+        self.eg.pool.free(tmp);
+    }
 }
+
+/// Where the outer VLAN tag starts (after the two MAC addresses), and its size.
+const VLAN_TAG_OFFSET: usize = 12;
+const VLAN_TAG_LEN: usize = 4;
 
 impl ActionContext for PacketCtx<'_> {
     fn output(&mut self, port: PortNo, pkt: &Packet) {
@@ -585,17 +626,14 @@ impl ActionContext for PacketCtx<'_> {
     }
 
     fn normal(&mut self, key: &FlowKey, pkt: &Packet) {
-        let vlan = key.dl_vlan().unwrap_or(0);
-        self.macs
-            .learn(vlan, key.dl_src(), self.in_port, self.now_secs);
-        let dst = key.dl_dst();
-        if is_multicast(&dst) {
-            return self.flood(self.in_port, pkt);
-        }
-        match self.macs.lookup(vlan, dst, self.now_secs) {
-            Some(p) if p == self.in_port => self.hint = Some(DropReason::LoopPrevented),
-            Some(p) => self.emit(p, pkt),
-            None => self.flood(self.in_port, pkt),
+        let out = self
+            .macs
+            .normal_output(key, self.in_port, self.now_secs, true);
+        match out {
+            NormalOutput::Drop(r) => self.hint = Some(r),
+            _ if is_bare_priority_tag(key) => self.emit_untagged(out, pkt),
+            NormalOutput::Port(p) => self.emit(p, pkt),
+            NormalOutput::Flood => self.flood(self.in_port, pkt),
         }
     }
 }

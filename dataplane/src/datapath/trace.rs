@@ -22,7 +22,7 @@ use crate::actions::{execute, Action, ActionContext, ExecResult};
 use crate::classifier::Rule;
 use crate::extract::extract;
 use crate::flow_key::{FlowKey, PortNo};
-use crate::learning::is_multicast;
+use crate::learning::{is_bare_priority_tag, NormalOutput};
 use crate::packet::Packet;
 use crate::stats::DropReason;
 use crate::wire::builder::build_frame;
@@ -102,18 +102,28 @@ impl ActionContext for TraceCtx<'_> {
     }
 
     fn normal(&mut self, key: &FlowKey, pkt: &Packet) {
-        // Look up only: a trace never learns.
-        let dst = key.dl_dst();
-        let known = if is_multicast(&dst) {
-            None
+        // A trace never learns.
+        let out = self
+            .dp
+            .mac_table()
+            .normal_output(key, self.in_port, self.now_secs, false);
+        let untagged;
+        let pkt = if is_bare_priority_tag(key) && !matches!(out, NormalOutput::Drop(_)) {
+            // `normal` sends a bare priority-tagged frame untagged.
+            let mut p = pkt.clone();
+            if !p.remove_range(12, 4) {
+                self.hint = Some(DropReason::Malformed);
+                return;
+            }
+            untagged = p;
+            &untagged
         } else {
-            let vlan = key.dl_vlan().unwrap_or(0);
-            self.dp.mac_table().lookup(vlan, dst, self.now_secs)
+            pkt
         };
-        match known {
-            Some(p) if p == self.in_port => self.hint = Some(DropReason::LoopPrevented),
-            Some(p) => self.emit(p, pkt),
-            None => self.flood(self.in_port, pkt),
+        match out {
+            NormalOutput::Drop(r) => self.hint = Some(r),
+            NormalOutput::Port(p) => self.emit(p, pkt),
+            NormalOutput::Flood => self.flood(self.in_port, pkt),
         }
     }
 }
