@@ -22,5 +22,6 @@ cargo test -p xswitch-benches --release --benches
 
 if [[ "${XSWITCH_FUZZ_SECONDS:-30}" != 0 ]]; then
     echo "== bounded fuzzing of frame parsing"
+    command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
     ./fuzz/run.sh "${XSWITCH_FUZZ_SECONDS:-30}"
 fi
