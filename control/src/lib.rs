@@ -1,4 +1,4 @@
 //! xswitch control plane: flow syntax, CLI, daemon (later issues).
 
-pub mod flow_syntax;
 pub mod demo;
+pub mod flow_syntax;

@@ -110,7 +110,9 @@ macro_rules! accessors {
 
 impl FlowKey {
     /// The all-zero key (also the empty mask: matches everything).
-    pub const ZERO: FlowKey = FlowKey { words: [0; KEY_WORDS] };
+    pub const ZERO: FlowKey = FlowKey {
+        words: [0; KEY_WORDS],
+    };
 
     #[inline]
     fn field_mask(pos: field::Pos) -> u64 {

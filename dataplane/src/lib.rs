@@ -15,19 +15,19 @@
 //! out, each block with a `// SAFETY:` comment.
 
 pub mod actions;
-pub mod flow_key;
-pub mod stats;
-pub mod packet;
-pub mod vport;
 pub mod cache;
 pub mod checksum;
 pub mod classifier;
 pub mod datapath;
 pub mod extract;
+pub mod flow_key;
 pub mod learning;
-pub mod wire;
-pub mod rcu;
-pub mod port_table;
-pub mod watchdog;
 pub mod locks;
+pub mod packet;
+pub mod port_table;
+pub mod rcu;
+pub mod stats;
 pub mod sync;
+pub mod vport;
+pub mod watchdog;
+pub mod wire;
