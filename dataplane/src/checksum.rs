@@ -180,7 +180,14 @@ fn sum_native(data: &[u8]) -> u64 {
 /// (RFC 9260 appendix A). Table-driven, one byte per step; the table is a
 /// compile-time constant.
 pub fn crc32c(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
+    crc32c_update(0, data)
+}
+
+/// Continues a CRC32c: given `crc == crc32c(a)`, returns `crc32c(a ++ data)`
+/// (`crc32c_update(0, data) == crc32c(data)`). For checksumming a packet in
+/// pieces, e.g. with its checksum field replaced by zeros, without copying.
+pub fn crc32c_update(crc: u32, data: &[u8]) -> u32 {
+    let mut crc = !crc;
     for &b in data {
         crc = CRC32C_TABLE[((crc ^ u32::from(b)) & 0xff) as usize] ^ (crc >> 8);
     }
@@ -271,6 +278,16 @@ mod tests {
         let asc: Vec<u8> = (0..32).collect();
         assert_eq!(crc32c(&asc), 0x46dd_794e);
         assert_eq!(crc32c(b"123456789"), 0xe306_9283);
+    }
+
+    #[test]
+    fn crc32c_update_in_pieces_equals_one_pass() {
+        let data: Vec<u8> = (0..=255u8).cycle().take(301).collect();
+        for split in [0, 1, 7, 150, 300, 301] {
+            let (a, b) = data.split_at(split);
+            assert_eq!(crc32c_update(crc32c(a), b), crc32c(&data), "split {split}");
+        }
+        assert_eq!(crc32c_update(0, b""), 0);
     }
 
     #[test]

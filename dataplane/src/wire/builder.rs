@@ -32,9 +32,9 @@
 //! The builder allocates (one `Vec` per frame); it is not for the packet path.
 
 use super::{
-    csum, ethernet, icmpv6, ipv4, ipv6, ArpPacket, EtherType, EthernetFrame, IcmpPacket,
-    Icmpv6Packet, IgmpPacket, IpProtocol, Ipv4Packet, Ipv6ExtHeader, Ipv6FragmentHeader,
-    Ipv6Packet, SctpPacket, TcpPacket, UdpPacket,
+    ethernet, icmpv6, ipv4, ipv6, ArpPacket, EtherType, EthernetFrame, IcmpPacket, Icmpv6Packet,
+    IgmpPacket, IpProtocol, Ipv4Packet, Ipv6ExtHeader, Ipv6FragmentHeader, Ipv6Packet, SctpPacket,
+    TcpPacket, UdpPacket,
 };
 use crate::flow_key::{FlowKey, MacAddr, FRAG_ANY, FRAG_LATER, VLAN_CFI};
 use core::net::{Ipv4Addr, Ipv6Addr};
@@ -313,12 +313,11 @@ fn emit_ipv6(f: &mut Vec<u8>, key: &FlowKey, payload_len: usize, opts: &FrameOpt
     ip.set_dst_addr(dst);
 }
 
-fn l4_checksum(ps: Pseudo, proto: u8, seg: &[u8]) -> u16 {
-    let acc = match ps {
-        Pseudo::V4(s, d) => csum::pseudo_v4(s, d, proto, seg.len()),
-        Pseudo::V6(s, d) => csum::pseudo_v6(s, d, proto, seg.len()),
-    };
-    csum::finish(csum::add(acc, seg))
+fn l4_checksum(ps: Pseudo, proto: IpProtocol, seg: &[u8]) -> u16 {
+    match ps {
+        Pseudo::V4(s, d) => super::l4_checksum_v4(s, d, proto, seg),
+        Pseudo::V6(s, d) => super::l4_checksum_v6(s, d, proto, seg),
+    }
 }
 
 fn emit_l4(
@@ -344,7 +343,7 @@ fn emit_l4(
             t.set_flags(super::tcp::flags::ACK | super::tcp::flags::PSH);
             t.set_window(0xffff);
             t.options_mut().fill(1); // NOP
-            let c = l4_checksum(ps, proto.0, &f[at..]);
+            let c = l4_checksum(ps, proto, &f[at..]);
             TcpPacket::new_unchecked(&mut f[at..]).set_checksum(c);
         }
         IpProtocol::UDP => {
@@ -355,7 +354,7 @@ fn emit_l4(
             u.set_src_port(key.tp_src());
             u.set_dst_port(key.tp_dst());
             u.set_len_field(len);
-            let c = l4_checksum(ps, proto.0, &f[at..]);
+            let c = l4_checksum(ps, proto, &f[at..]);
             UdpPacket::new_unchecked(&mut f[at..]).set_checksum(if c == 0 { 0xffff } else { c });
         }
         IpProtocol::SCTP => {
@@ -402,7 +401,7 @@ fn emit_l4(
             let mut i = Icmpv6Packet::new_unchecked(&mut f[at..]);
             i.set_msg_type(ty);
             i.set_code(code);
-            let c = l4_checksum(ps, proto.0, &f[at..]);
+            let c = l4_checksum(ps, proto, &f[at..]);
             Icmpv6Packet::new_unchecked(&mut f[at..]).set_checksum(c);
         }
         _ => push_payload(f, payload_len),

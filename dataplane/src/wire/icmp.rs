@@ -10,7 +10,8 @@
 //! The flow key takes `type` into `tp_src` and `code` into `tp_dst` once the
 //! 8-byte header (OVS's `ICMP_HEADER_LEN`) is there.
 
-use super::{be, csum, Error, Layer, Result};
+use super::{be, Error, Layer, Result};
+use crate::checksum;
 
 mod field {
     pub const TYPE: usize = 0;
@@ -85,7 +86,7 @@ impl<T: AsRef<[u8]>> IcmpPacket<T> {
     }
     /// Does the checksum over the whole buffer verify?
     pub fn verify_checksum(&self) -> bool {
-        csum::of(self.buffer.as_ref()) == 0
+        checksum::checksum(self.buffer.as_ref()) == 0
     }
 }
 
@@ -113,7 +114,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> IcmpPacket<T> {
     /// Computes the checksum over the whole buffer.
     pub fn fill_checksum(&mut self) {
         self.set_checksum(0);
-        let c = csum::of(self.buffer.as_ref());
+        let c = checksum::checksum(self.buffer.as_ref());
         self.set_checksum(c);
     }
 }

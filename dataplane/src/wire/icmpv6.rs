@@ -18,7 +18,7 @@
 //! option voids both addresses; a zero-length or overlong option ends the
 //! scan).
 
-use super::{be, csum, Error, Layer, Result};
+use super::{be, l4_checksum_v6, Error, IpProtocol, Layer, Result};
 use crate::flow_key::MacAddr;
 use core::net::Ipv6Addr;
 
@@ -154,7 +154,7 @@ impl<T: AsRef<[u8]>> Icmpv6Packet<T> {
     /// Does the checksum verify with an IPv6 pseudo-header?
     pub fn verify_checksum(&self, src: Ipv6Addr, dst: Ipv6Addr) -> bool {
         let b = self.buffer.as_ref();
-        csum::finish(csum::add(csum::pseudo_v6(src, dst, 58, b.len()), b)) == 0
+        l4_checksum_v6(src, dst, IpProtocol::ICMPV6, b) == 0
     }
 }
 
@@ -207,7 +207,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Icmpv6Packet<T> {
     pub fn fill_checksum(&mut self, src: Ipv6Addr, dst: Ipv6Addr) {
         self.set_checksum(0);
         let b = self.buffer.as_ref();
-        let c = csum::finish(csum::add(csum::pseudo_v6(src, dst, 58, b.len()), b));
+        let c = l4_checksum_v6(src, dst, IpProtocol::ICMPV6, b);
         self.set_checksum(c);
     }
 }

@@ -10,7 +10,8 @@
 //! Open vSwitch puts `type` in `tp_src` and the second byte ("code") in
 //! `tp_dst` once 8 bytes are there; [`crate::extract`] does the same.
 
-use super::{be, csum, Error, Layer, Result};
+use super::{be, Error, Layer, Result};
+use crate::checksum;
 use core::net::Ipv4Addr;
 
 mod field {
@@ -74,7 +75,7 @@ impl<T: AsRef<[u8]>> IgmpPacket<T> {
     }
     /// Does the checksum over the whole buffer verify?
     pub fn verify_checksum(&self) -> bool {
-        csum::of(self.buffer.as_ref()) == 0
+        checksum::checksum(self.buffer.as_ref()) == 0
     }
 }
 
@@ -94,7 +95,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> IgmpPacket<T> {
     /// Computes the checksum over the whole buffer.
     pub fn fill_checksum(&mut self) {
         be::put_u16(self.buffer.as_mut(), field::CHECKSUM, 0);
-        let c = csum::of(self.buffer.as_ref());
+        let c = checksum::checksum(self.buffer.as_ref());
         be::put_u16(self.buffer.as_mut(), field::CHECKSUM, c);
     }
 }

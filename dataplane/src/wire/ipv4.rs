@@ -21,7 +21,8 @@
 //! either: `dl_type` 0x0800 decides). Bytes past `total length` are link
 //! padding; [`Ipv4Packet::payload`] excludes them.
 
-use super::{be, csum, Error, IpProtocol, Layer, Result};
+use super::{be, Error, IpProtocol, Layer, Result};
+use crate::checksum;
 use core::net::Ipv4Addr;
 
 mod field {
@@ -196,7 +197,7 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     }
     /// Does the header checksum verify?
     pub fn verify_checksum(&self) -> bool {
-        csum::of(&self.buffer.as_ref()[..self.header_len()]) == 0
+        checksum::checksum(&self.buffer.as_ref()[..self.header_len()]) == 0
     }
 }
 
@@ -253,7 +254,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
     pub fn fill_checksum(&mut self) {
         self.set_checksum(0);
         let hl = self.header_len();
-        let c = csum::of(&self.buffer.as_ref()[..hl]);
+        let c = checksum::checksum(&self.buffer.as_ref()[..hl]);
         self.set_checksum(c);
     }
     #[inline]

@@ -46,7 +46,9 @@
 //! the switch never looks at. Validation is done once per layer (`check_len`),
 //! after which reads are plain loads.
 
+use crate::checksum;
 use core::fmt;
+use core::net::{Ipv4Addr, Ipv6Addr};
 
 pub mod arp;
 pub mod builder;
@@ -342,53 +344,32 @@ pub(crate) mod be {
     }
 }
 
-/// The Internet checksum (RFC 1071), for the views' `verify_checksum` /
-/// `fill_checksum` and the frame builder. Not on the forwarding path.
-pub mod csum {
-    use core::net::{Ipv4Addr, Ipv6Addr};
+/// The checksum of an L4 segment (TCP, UDP, ICMPv6) under the IPv4
+/// pseudo-header, by [`crate::checksum`]. Over a segment whose checksum field
+/// is zero this is the value to store; over one that carries a correct
+/// checksum it is 0. The pseudo-header length is `segment.len()` truncated to
+/// 16 bits, as the IPv4 length fields are. Not on the forwarding path.
+pub(crate) fn l4_checksum_v4(
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    proto: IpProtocol,
+    segment: &[u8],
+) -> u16 {
+    let pseudo =
+        checksum::pseudo_header_ipv4(src.octets(), dst.octets(), proto.0, segment.len() as u16);
+    checksum::l4_checksum(pseudo, segment)
+}
 
-    /// Adds `data` to a running 32-bit one's-complement accumulator.
-    pub fn add(mut acc: u32, data: &[u8]) -> u32 {
-        let mut chunks = data.chunks_exact(2);
-        for c in &mut chunks {
-            acc = acc.wrapping_add(u32::from(u16::from_be_bytes([c[0], c[1]])));
-            acc = (acc & 0xffff) + (acc >> 16);
-        }
-        if let [last] = chunks.remainder() {
-            acc = acc.wrapping_add(u32::from(*last) << 8);
-            acc = (acc & 0xffff) + (acc >> 16);
-        }
-        acc
-    }
-
-    /// Folds the accumulator and complements it.
-    pub fn finish(mut acc: u32) -> u16 {
-        while acc > 0xffff {
-            acc = (acc & 0xffff) + (acc >> 16);
-        }
-        !(acc as u16)
-    }
-
-    /// The checksum of `data` alone.
-    pub fn of(data: &[u8]) -> u16 {
-        finish(add(0, data))
-    }
-
-    /// Accumulator seeded with the IPv4 pseudo-header.
-    pub fn pseudo_v4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, len: usize) -> u32 {
-        let mut acc = add(0, &src.octets());
-        acc = add(acc, &dst.octets());
-        acc = add(acc, &[0, proto]);
-        add(acc, &(len as u16).to_be_bytes())
-    }
-
-    /// Accumulator seeded with the IPv6 pseudo-header.
-    pub fn pseudo_v6(src: Ipv6Addr, dst: Ipv6Addr, proto: u8, len: usize) -> u32 {
-        let mut acc = add(0, &src.octets());
-        acc = add(acc, &dst.octets());
-        acc = add(acc, &(len as u32).to_be_bytes());
-        add(acc, &[0, 0, 0, proto])
-    }
+/// [`l4_checksum_v4`] under the IPv6 pseudo-header (32-bit length).
+pub(crate) fn l4_checksum_v6(
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    proto: IpProtocol,
+    segment: &[u8],
+) -> u16 {
+    let pseudo =
+        checksum::pseudo_header_ipv6(&src.octets(), &dst.octets(), proto.0, segment.len() as u32);
+    checksum::l4_checksum(pseudo, segment)
 }
 
 #[cfg(test)]
@@ -411,21 +392,34 @@ mod tests {
     }
 
     #[test]
-    fn checksum_of_rfc1071_example() {
-        // RFC 1071 section 3 example: sum 0xddf2, checksum its complement.
-        let data = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
-        assert_eq!(csum::of(&data), !0xddf2);
-        // A buffer including its own checksum sums to zero.
-        let mut with = data.to_vec();
-        with.extend_from_slice(&csum::of(&data).to_be_bytes());
-        assert_eq!(csum::of(&with), 0);
-    }
-
-    #[test]
-    fn checksum_pads_odd_length_with_zero() {
+    fn l4_checksums_cover_the_pseudo_header_bytes() {
+        // The helpers must equal the plain RFC 1071 sum over the explicit
+        // pseudo-header followed by the segment (RFC 768 / RFC 8200 8.1).
+        let seg = [
+            0x13u8, 0x88, 0x17, 0x70, 0x00, 0x0b, 0x00, 0x00, 0xaa, 0xbb, 0xcc,
+        ];
+        let (s4, d4) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(192, 168, 7, 9));
+        let mut v4 = Vec::new();
+        v4.extend_from_slice(&s4.octets());
+        v4.extend_from_slice(&d4.octets());
+        v4.extend_from_slice(&[0, 17, 0, seg.len() as u8]);
+        v4.extend_from_slice(&seg);
         assert_eq!(
-            csum::of(&[0x12, 0x34, 0x56]),
-            csum::of(&[0x12, 0x34, 0x56, 0x00])
+            l4_checksum_v4(s4, d4, IpProtocol::UDP, &seg),
+            checksum::checksum(&v4)
+        );
+
+        let (s6, d6): (Ipv6Addr, Ipv6Addr) =
+            ("fe80::1".parse().unwrap(), "ff02::1".parse().unwrap());
+        let mut v6 = Vec::new();
+        v6.extend_from_slice(&s6.octets());
+        v6.extend_from_slice(&d6.octets());
+        v6.extend_from_slice(&(seg.len() as u32).to_be_bytes());
+        v6.extend_from_slice(&[0, 0, 0, 58]);
+        v6.extend_from_slice(&seg);
+        assert_eq!(
+            l4_checksum_v6(s6, d6, IpProtocol::ICMPV6, &seg),
+            checksum::checksum(&v6)
         );
     }
 

@@ -12,6 +12,7 @@
 //! header is there; so does [`crate::extract`].
 
 use super::{be, Error, Layer, Result};
+use crate::checksum::crc32c_update;
 
 mod field {
     pub const SRC_PORT: usize = 0;
@@ -103,26 +104,12 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> SctpPacket<T> {
     }
 }
 
-/// CRC32c of the packet with its checksum field taken as zero.
+/// CRC32c ([`crate::checksum::crc32c`]) of the packet with its checksum
+/// field taken as zero.
 fn packet_crc(b: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    crc = crc32c_update(crc, &b[..field::CHECKSUM.start]);
-    crc = crc32c_update(crc, &[0; 4]);
-    crc = crc32c_update(crc, &b[field::CHECKSUM.end..]);
-    !crc
-}
-
-/// Bitwise CRC32c (Castagnoli, reflected polynomial 0x82f63b78). Only the
-/// frame builder and tests use it, so speed does not matter.
-fn crc32c_update(mut crc: u32, data: &[u8]) -> u32 {
-    for &byte in data {
-        crc ^= u32::from(byte);
-        for _ in 0..8 {
-            let mask = (crc & 1).wrapping_neg();
-            crc = (crc >> 1) ^ (0x82f6_3b78 & mask);
-        }
-    }
-    crc
+    let crc = crc32c_update(0, &b[..field::CHECKSUM.start]);
+    let crc = crc32c_update(crc, &[0; 4]);
+    crc32c_update(crc, &b[field::CHECKSUM.end..])
 }
 
 #[cfg(test)]
@@ -130,8 +117,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn crc32c_matches_the_standard_check_value() {
-        assert_eq!(!crc32c_update(!0, b"123456789"), 0xe306_9283);
+    fn packet_crc_is_the_crc32c_of_the_packet_with_its_field_zeroed() {
+        let mut b: Vec<u8> = (1..=40u8).collect();
+        let stored = packet_crc(&b);
+        b[field::CHECKSUM].fill(0);
+        assert_eq!(stored, crate::checksum::crc32c(&b));
     }
 
     #[test]

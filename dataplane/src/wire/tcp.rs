@@ -14,7 +14,7 @@
 //! `check_len` is Open vSwitch's test before it extracts ports: 20 bytes,
 //! data offset >= 5, and the whole header (with options) fits.
 
-use super::{be, csum, Error, Layer, Result};
+use super::{be, l4_checksum_v4, l4_checksum_v6, Error, IpProtocol, Layer, Result};
 use core::net::{Ipv4Addr, Ipv6Addr};
 
 mod field {
@@ -133,13 +133,13 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
     /// pseudo-header?
     pub fn verify_checksum_v4(&self, src: Ipv4Addr, dst: Ipv4Addr) -> bool {
         let b = self.buffer.as_ref();
-        csum::finish(csum::add(csum::pseudo_v4(src, dst, 6, b.len()), b)) == 0
+        l4_checksum_v4(src, dst, IpProtocol::TCP, b) == 0
     }
     /// Does the checksum verify over the whole buffer with an IPv6
     /// pseudo-header?
     pub fn verify_checksum_v6(&self, src: Ipv6Addr, dst: Ipv6Addr) -> bool {
         let b = self.buffer.as_ref();
-        csum::finish(csum::add(csum::pseudo_v6(src, dst, 6, b.len()), b)) == 0
+        l4_checksum_v6(src, dst, IpProtocol::TCP, b) == 0
     }
 }
 
@@ -199,14 +199,14 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
     pub fn fill_checksum_v4(&mut self, src: Ipv4Addr, dst: Ipv4Addr) {
         self.set_checksum(0);
         let b = self.buffer.as_ref();
-        let c = csum::finish(csum::add(csum::pseudo_v4(src, dst, 6, b.len()), b));
+        let c = l4_checksum_v4(src, dst, IpProtocol::TCP, b);
         self.set_checksum(c);
     }
     /// Computes the checksum over the whole buffer with an IPv6 pseudo-header.
     pub fn fill_checksum_v6(&mut self, src: Ipv6Addr, dst: Ipv6Addr) {
         self.set_checksum(0);
         let b = self.buffer.as_ref();
-        let c = csum::finish(csum::add(csum::pseudo_v6(src, dst, 6, b.len()), b));
+        let c = l4_checksum_v6(src, dst, IpProtocol::TCP, b);
         self.set_checksum(c);
     }
 }

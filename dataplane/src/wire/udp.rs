@@ -11,7 +11,7 @@
 //! extracting ports; the length field is reported, not trusted:
 //! [`UdpPacket::payload`] uses it only when it is consistent with the buffer.
 
-use super::{be, csum, Error, Layer, Result};
+use super::{be, l4_checksum_v4, l4_checksum_v6, Error, IpProtocol, Layer, Result};
 use core::net::{Ipv4Addr, Ipv6Addr};
 
 mod field {
@@ -90,13 +90,12 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
     /// pseudo-header? (A zero checksum means "none" in IPv4 and verifies.)
     pub fn verify_checksum_v4(&self, src: Ipv4Addr, dst: Ipv4Addr) -> bool {
         let b = self.buffer.as_ref();
-        self.checksum() == 0
-            || csum::finish(csum::add(csum::pseudo_v4(src, dst, 17, b.len()), b)) == 0
+        self.checksum() == 0 || l4_checksum_v4(src, dst, IpProtocol::UDP, b) == 0
     }
     /// Does the checksum verify with an IPv6 pseudo-header?
     pub fn verify_checksum_v6(&self, src: Ipv6Addr, dst: Ipv6Addr) -> bool {
         let b = self.buffer.as_ref();
-        csum::finish(csum::add(csum::pseudo_v6(src, dst, 17, b.len()), b)) == 0
+        l4_checksum_v6(src, dst, IpProtocol::UDP, b) == 0
     }
 }
 
@@ -126,14 +125,14 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> UdpPacket<T> {
     pub fn fill_checksum_v4(&mut self, src: Ipv4Addr, dst: Ipv4Addr) {
         self.set_checksum(0);
         let b = self.buffer.as_ref();
-        let c = csum::finish(csum::add(csum::pseudo_v4(src, dst, 17, b.len()), b));
+        let c = l4_checksum_v4(src, dst, IpProtocol::UDP, b);
         self.set_checksum(if c == 0 { 0xffff } else { c });
     }
     /// Computes the checksum with an IPv6 pseudo-header.
     pub fn fill_checksum_v6(&mut self, src: Ipv6Addr, dst: Ipv6Addr) {
         self.set_checksum(0);
         let b = self.buffer.as_ref();
-        let c = csum::finish(csum::add(csum::pseudo_v6(src, dst, 17, b.len()), b));
+        let c = l4_checksum_v6(src, dst, IpProtocol::UDP, b);
         self.set_checksum(if c == 0 { 0xffff } else { c });
     }
 }
