@@ -12,7 +12,7 @@
 //! really mean MAC/IPv4; the typed accessors read the fixed offsets either
 //! way and never panic once `check_len` passed.
 
-use super::{be, Error, EtherType, Layer, Result};
+use super::{be, require_len, EtherType, Layer, Result};
 use crate::flow_key::MacAddr;
 use core::net::Ipv4Addr;
 
@@ -44,30 +44,13 @@ pub struct ArpPacket<T: AsRef<[u8]>> {
     buffer: T,
 }
 
+view_constructors!(ArpPacket);
+
 impl<T: AsRef<[u8]>> ArpPacket<T> {
-    #[inline]
-    pub const fn new_unchecked(buffer: T) -> Self {
-        ArpPacket { buffer }
-    }
-    #[inline]
-    pub fn new_checked(buffer: T) -> Result<Self> {
-        let p = Self::new_unchecked(buffer);
-        p.check_len()?;
-        Ok(p)
-    }
     /// Ok when the 28 bytes of the Ethernet/IPv4 form fit.
     #[inline]
     pub fn check_len(&self) -> Result<()> {
-        let len = self.buffer.as_ref().len();
-        if len < HEADER_LEN {
-            Err(Error::truncated(Layer::Arp, HEADER_LEN, len))
-        } else {
-            Ok(())
-        }
-    }
-    #[inline]
-    pub fn into_inner(self) -> T {
-        self.buffer
+        require_len(Layer::Arp, HEADER_LEN, self.buffer.as_ref().len())
     }
     #[inline]
     pub fn hardware_type(&self) -> u16 {
@@ -154,6 +137,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> ArpPacket<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::Error;
 
     #[test]
     fn request_round_trips_through_setters() {

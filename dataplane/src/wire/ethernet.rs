@@ -10,7 +10,7 @@
 //! [`EtherType::MIN`] are 802.3 lengths (see [`LlcSnapHeader`]). VLAN tags that
 //! follow the source address are separate views ([`super::VlanHeader`]).
 
-use super::{be, Error, EtherType, Layer, Result};
+use super::{be, require_len, EtherType, Layer, Result};
 use crate::flow_key::MacAddr;
 
 mod field {
@@ -32,36 +32,13 @@ pub struct EthernetFrame<T: AsRef<[u8]>> {
     buffer: T,
 }
 
+view_constructors!(EthernetFrame);
+
 impl<T: AsRef<[u8]>> EthernetFrame<T> {
-    /// Wraps a buffer without checking its length.
-    #[inline]
-    pub const fn new_unchecked(buffer: T) -> Self {
-        EthernetFrame { buffer }
-    }
-
-    /// Wraps a buffer and checks that the header fits.
-    #[inline]
-    pub fn new_checked(buffer: T) -> Result<Self> {
-        let f = Self::new_unchecked(buffer);
-        f.check_len()?;
-        Ok(f)
-    }
-
     /// Ok when the 14-byte header fits.
     #[inline]
     pub fn check_len(&self) -> Result<()> {
-        let len = self.buffer.as_ref().len();
-        if len < HEADER_LEN {
-            Err(Error::truncated(Layer::Ethernet, HEADER_LEN, len))
-        } else {
-            Ok(())
-        }
-    }
-
-    /// The wrapped buffer.
-    #[inline]
-    pub fn into_inner(self) -> T {
-        self.buffer
+        require_len(Layer::Ethernet, HEADER_LEN, self.buffer.as_ref().len())
     }
 
     #[inline]
@@ -137,30 +114,13 @@ pub struct LlcSnapHeader<T: AsRef<[u8]>> {
     buffer: T,
 }
 
+view_constructors!(LlcSnapHeader);
+
 impl<T: AsRef<[u8]>> LlcSnapHeader<T> {
-    #[inline]
-    pub const fn new_unchecked(buffer: T) -> Self {
-        LlcSnapHeader { buffer }
-    }
-    #[inline]
-    pub fn new_checked(buffer: T) -> Result<Self> {
-        let h = Self::new_unchecked(buffer);
-        h.check_len()?;
-        Ok(h)
-    }
     /// Ok when all 8 bytes of LLC + SNAP fit.
     #[inline]
     pub fn check_len(&self) -> Result<()> {
-        let len = self.buffer.as_ref().len();
-        if len < LLC_SNAP_LEN {
-            Err(Error::truncated(Layer::LlcSnap, LLC_SNAP_LEN, len))
-        } else {
-            Ok(())
-        }
-    }
-    #[inline]
-    pub fn into_inner(self) -> T {
-        self.buffer
+        require_len(Layer::LlcSnap, LLC_SNAP_LEN, self.buffer.as_ref().len())
     }
     #[inline]
     pub fn dsap(&self) -> u8 {
@@ -214,6 +174,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> LlcSnapHeader<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::Error;
 
     const FRAME: [u8; 16] = [
         1, 2, 3, 4, 5, 6, 0xa, 0xb, 0xc, 0xd, 0xe, 0xf, 0x08, 0x00, 0x45, 0x00,

@@ -10,7 +10,7 @@
 //! The flow key takes `type` into `tp_src` and `code` into `tp_dst` once the
 //! 8-byte header (OVS's `ICMP_HEADER_LEN`) is there.
 
-use super::{be, Error, Layer, Result};
+use super::{be, require_len, Layer, Result};
 use crate::checksum;
 
 mod field {
@@ -38,30 +38,13 @@ pub struct IcmpPacket<T: AsRef<[u8]>> {
     buffer: T,
 }
 
+view_constructors!(IcmpPacket);
+
 impl<T: AsRef<[u8]>> IcmpPacket<T> {
-    #[inline]
-    pub const fn new_unchecked(buffer: T) -> Self {
-        IcmpPacket { buffer }
-    }
-    #[inline]
-    pub fn new_checked(buffer: T) -> Result<Self> {
-        let p = Self::new_unchecked(buffer);
-        p.check_len()?;
-        Ok(p)
-    }
     /// Ok when the 8-byte header fits.
     #[inline]
     pub fn check_len(&self) -> Result<()> {
-        let len = self.buffer.as_ref().len();
-        if len < HEADER_LEN {
-            Err(Error::truncated(Layer::Icmp, HEADER_LEN, len))
-        } else {
-            Ok(())
-        }
-    }
-    #[inline]
-    pub fn into_inner(self) -> T {
-        self.buffer
+        require_len(Layer::Icmp, HEADER_LEN, self.buffer.as_ref().len())
     }
     #[inline]
     pub fn msg_type(&self) -> u8 {
@@ -122,6 +105,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> IcmpPacket<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::Error;
 
     #[test]
     fn echo_request_fields_and_checksum() {

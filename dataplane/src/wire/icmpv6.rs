@@ -18,7 +18,7 @@
 //! option voids both addresses; a zero-length or overlong option ends the
 //! scan).
 
-use super::{be, l4_checksum_v6, Error, IpProtocol, Layer, Result};
+use super::{be, l4_checksum_v6, require_len, IpProtocol, Layer, Result};
 use crate::flow_key::MacAddr;
 use core::net::Ipv6Addr;
 
@@ -56,30 +56,13 @@ pub struct Icmpv6Packet<T: AsRef<[u8]>> {
     buffer: T,
 }
 
+view_constructors!(Icmpv6Packet);
+
 impl<T: AsRef<[u8]>> Icmpv6Packet<T> {
-    #[inline]
-    pub const fn new_unchecked(buffer: T) -> Self {
-        Icmpv6Packet { buffer }
-    }
-    #[inline]
-    pub fn new_checked(buffer: T) -> Result<Self> {
-        let p = Self::new_unchecked(buffer);
-        p.check_len()?;
-        Ok(p)
-    }
     /// Ok when the 8-byte header fits. ND accessors check their own extent.
     #[inline]
     pub fn check_len(&self) -> Result<()> {
-        let len = self.buffer.as_ref().len();
-        if len < HEADER_LEN {
-            Err(Error::truncated(Layer::Icmpv6, HEADER_LEN, len))
-        } else {
-            Ok(())
-        }
-    }
-    #[inline]
-    pub fn into_inner(self) -> T {
-        self.buffer
+        require_len(Layer::Icmpv6, HEADER_LEN, self.buffer.as_ref().len())
     }
     #[inline]
     pub fn msg_type(&self) -> u8 {
@@ -153,8 +136,7 @@ impl<T: AsRef<[u8]>> Icmpv6Packet<T> {
     }
     /// Does the checksum verify with an IPv6 pseudo-header?
     pub fn verify_checksum(&self, src: Ipv6Addr, dst: Ipv6Addr) -> bool {
-        let b = self.buffer.as_ref();
-        l4_checksum_v6(src, dst, IpProtocol::ICMPV6, b) == 0
+        l4_checksum_v6(src, dst, IpProtocol::ICMPV6, self.buffer.as_ref()) == 0
     }
 }
 
@@ -206,8 +188,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Icmpv6Packet<T> {
     /// Computes the checksum with an IPv6 pseudo-header.
     pub fn fill_checksum(&mut self, src: Ipv6Addr, dst: Ipv6Addr) {
         self.set_checksum(0);
-        let b = self.buffer.as_ref();
-        let c = l4_checksum_v6(src, dst, IpProtocol::ICMPV6, b);
+        let c = l4_checksum_v6(src, dst, IpProtocol::ICMPV6, self.buffer.as_ref());
         self.set_checksum(c);
     }
 }
@@ -215,6 +196,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Icmpv6Packet<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::Error;
 
     /// A neighbor solicitation with the given options appended.
     fn ns(options: &[&[u8]]) -> Vec<u8> {

@@ -10,7 +10,7 @@
 //! Open vSwitch puts `type` in `tp_src` and the second byte ("code") in
 //! `tp_dst` once 8 bytes are there; [`crate::extract`] does the same.
 
-use super::{be, Error, Layer, Result};
+use super::{be, require_len, Layer, Result};
 use crate::checksum;
 use core::net::Ipv4Addr;
 
@@ -31,30 +31,13 @@ pub struct IgmpPacket<T: AsRef<[u8]>> {
     buffer: T,
 }
 
+view_constructors!(IgmpPacket);
+
 impl<T: AsRef<[u8]>> IgmpPacket<T> {
-    #[inline]
-    pub const fn new_unchecked(buffer: T) -> Self {
-        IgmpPacket { buffer }
-    }
-    #[inline]
-    pub fn new_checked(buffer: T) -> Result<Self> {
-        let p = Self::new_unchecked(buffer);
-        p.check_len()?;
-        Ok(p)
-    }
     /// Ok when the 8-byte header fits.
     #[inline]
     pub fn check_len(&self) -> Result<()> {
-        let len = self.buffer.as_ref().len();
-        if len < HEADER_LEN {
-            Err(Error::truncated(Layer::Igmp, HEADER_LEN, len))
-        } else {
-            Ok(())
-        }
-    }
-    #[inline]
-    pub fn into_inner(self) -> T {
-        self.buffer
+        require_len(Layer::Igmp, HEADER_LEN, self.buffer.as_ref().len())
     }
     #[inline]
     pub fn msg_type(&self) -> u8 {
@@ -103,6 +86,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> IgmpPacket<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::Error;
 
     #[test]
     fn report_fields_and_checksum() {

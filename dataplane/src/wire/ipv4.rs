@@ -21,7 +21,7 @@
 //! either: `dl_type` 0x0800 decides). Bytes past `total length` are link
 //! padding; [`Ipv4Packet::payload`] excludes them.
 
-use super::{be, Error, IpProtocol, Layer, Result};
+use super::{be, require_len, Error, IpProtocol, Layer, Result};
 use crate::checksum;
 use core::net::Ipv4Addr;
 
@@ -56,48 +56,27 @@ pub struct Ipv4Packet<T: AsRef<[u8]>> {
     buffer: T,
 }
 
-impl<T: AsRef<[u8]>> Ipv4Packet<T> {
-    #[inline]
-    pub const fn new_unchecked(buffer: T) -> Self {
-        Ipv4Packet { buffer }
-    }
-    #[inline]
-    pub fn new_checked(buffer: T) -> Result<Self> {
-        let p = Self::new_unchecked(buffer);
-        p.check_len()?;
-        Ok(p)
-    }
+view_constructors!(Ipv4Packet);
 
+impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     /// Ok when the header, its options and `total length` bytes fit and the
     /// length fields are consistent (see the module doc).
     #[inline]
     pub fn check_len(&self) -> Result<()> {
-        let b = self.buffer.as_ref();
-        let len = b.len();
-        if len < HEADER_LEN {
-            return Err(Error::truncated(Layer::Ipv4, HEADER_LEN, len));
-        }
+        let len = self.buffer.as_ref().len();
+        require_len(Layer::Ipv4, HEADER_LEN, len)?;
         let hl = self.header_len();
         if hl < HEADER_LEN {
             return Err(Error::bad_length(Layer::Ipv4, HEADER_LEN, hl));
         }
-        if len < hl {
-            return Err(Error::truncated(Layer::Ipv4, hl, len));
-        }
+        require_len(Layer::Ipv4, hl, len)?;
         let tot = usize::from(self.total_len());
         if tot < hl {
             return Err(Error::bad_length(Layer::Ipv4, hl, tot));
         }
-        if len < tot {
-            return Err(Error::truncated(Layer::Ipv4, tot, len));
-        }
-        Ok(())
+        require_len(Layer::Ipv4, tot, len)
     }
 
-    #[inline]
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
     #[inline]
     pub fn version(&self) -> u8 {
         self.buffer.as_ref()[field::VER_IHL] >> 4

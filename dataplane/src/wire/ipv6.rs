@@ -29,7 +29,7 @@
 //!
 //! Each step consumes at least 8 bytes, so the walk ends on any input.
 
-use super::{be, Error, IpProtocol, Layer, Result};
+use super::{be, require_len, IpProtocol, Layer, Result};
 use core::net::Ipv6Addr;
 
 mod field {
@@ -53,33 +53,16 @@ pub struct Ipv6Packet<T: AsRef<[u8]>> {
     buffer: T,
 }
 
+view_constructors!(Ipv6Packet);
+
 impl<T: AsRef<[u8]>> Ipv6Packet<T> {
-    #[inline]
-    pub const fn new_unchecked(buffer: T) -> Self {
-        Ipv6Packet { buffer }
-    }
-    #[inline]
-    pub fn new_checked(buffer: T) -> Result<Self> {
-        let p = Self::new_unchecked(buffer);
-        p.check_len()?;
-        Ok(p)
-    }
     /// Ok when the fixed header and `payload length` bytes fit.
     #[inline]
     pub fn check_len(&self) -> Result<()> {
         let len = self.buffer.as_ref().len();
-        if len < HEADER_LEN {
-            return Err(Error::truncated(Layer::Ipv6, HEADER_LEN, len));
-        }
+        require_len(Layer::Ipv6, HEADER_LEN, len)?;
         let need = HEADER_LEN + usize::from(self.payload_len());
-        if len < need {
-            return Err(Error::truncated(Layer::Ipv6, need, len));
-        }
-        Ok(())
-    }
-    #[inline]
-    pub fn into_inner(self) -> T {
-        self.buffer
+        require_len(Layer::Ipv6, need, len)
     }
     #[inline]
     fn first_word(&self) -> u32 {
@@ -220,18 +203,9 @@ impl<T: AsRef<[u8]>> Ipv6ExtHeader<T> {
     #[inline]
     pub fn check_len(&self) -> Result<()> {
         let len = self.buffer.as_ref().len();
-        if len < EXT_HEADER_MIN_LEN {
-            return Err(Error::truncated(
-                Layer::Ipv6ExtHeader,
-                EXT_HEADER_MIN_LEN,
-                len,
-            ));
-        }
+        require_len(Layer::Ipv6ExtHeader, EXT_HEADER_MIN_LEN, len)?;
         let hl = self.header_len();
-        if len < hl {
-            return Err(Error::truncated(Layer::Ipv6ExtHeader, hl, len));
-        }
-        Ok(())
+        require_len(Layer::Ipv6ExtHeader, hl, len)
     }
     #[inline]
     pub fn into_inner(self) -> T {
@@ -295,30 +269,17 @@ pub struct Ipv6FragmentHeader<T: AsRef<[u8]>> {
     buffer: T,
 }
 
+view_constructors!(Ipv6FragmentHeader);
+
 impl<T: AsRef<[u8]>> Ipv6FragmentHeader<T> {
-    #[inline]
-    pub const fn new_unchecked(buffer: T) -> Self {
-        Ipv6FragmentHeader { buffer }
-    }
-    #[inline]
-    pub fn new_checked(buffer: T) -> Result<Self> {
-        let h = Self::new_unchecked(buffer);
-        h.check_len()?;
-        Ok(h)
-    }
     /// Ok when the 8-byte header fits.
     #[inline]
     pub fn check_len(&self) -> Result<()> {
-        let len = self.buffer.as_ref().len();
-        if len < FRAG_HEADER_LEN {
-            Err(Error::truncated(Layer::Ipv6ExtHeader, FRAG_HEADER_LEN, len))
-        } else {
-            Ok(())
-        }
-    }
-    #[inline]
-    pub fn into_inner(self) -> T {
-        self.buffer
+        require_len(
+            Layer::Ipv6ExtHeader,
+            FRAG_HEADER_LEN,
+            self.buffer.as_ref().len(),
+        )
     }
     #[inline]
     pub fn next_header(&self) -> IpProtocol {
@@ -429,6 +390,7 @@ pub fn walk_ext_headers(payload: &[u8], first: IpProtocol) -> Result<ExtWalk> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::Error;
 
     fn header(next: u8, plen: u16, extra: usize) -> Vec<u8> {
         let mut b = vec![0u8; HEADER_LEN + usize::from(plen) + extra];

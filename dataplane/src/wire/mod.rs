@@ -23,6 +23,12 @@
 //!   say. The fuzz target `fuzz/fuzz_targets/extract.rs` calls every accessor
 //!   of every view on random input to hold us to this.
 //!
+//! `new_unchecked`, `new_checked` and `into_inner` are the same for every
+//! view and come from the `view_constructors!` macro below; `check_len` is
+//! what differs, so each protocol file writes its own, starting from
+//! `require_len`. Big-endian field reads and writes go through the `be`
+//! helpers.
+//!
 //! Field offsets live in a private `mod field` per protocol, so each layout is
 //! written down exactly once. Setters exist for the fields actions rewrite and
 //! for those [`builder`] needs.
@@ -49,6 +55,37 @@
 use crate::checksum;
 use core::fmt;
 use core::net::{Ipv4Addr, Ipv6Addr};
+
+/// The constructor trio every view shares: `new_unchecked`, `new_checked`
+/// and `into_inner`, for a view `struct $view<T: AsRef<[u8]>> { buffer: T }`
+/// whose own `impl` defines `check_len` (the part that differs per protocol).
+/// Views with more state than the buffer ([`Ipv6ExtHeader`]) write theirs by
+/// hand. Defined before the `mod` lines so the protocol files can use it.
+macro_rules! view_constructors {
+    ($view:ident) => {
+        impl<T: AsRef<[u8]>> $view<T> {
+            /// Wraps a buffer without looking at it; accessors may panic
+            /// until [`Self::check_len`] has passed (see [`crate::wire`]).
+            #[inline]
+            pub const fn new_unchecked(buffer: T) -> Self {
+                $view { buffer }
+            }
+            /// [`Self::new_unchecked`] followed by [`Self::check_len`]:
+            /// after `Ok`, no accessor panics.
+            #[inline]
+            pub fn new_checked(buffer: T) -> $crate::wire::Result<Self> {
+                let view = Self::new_unchecked(buffer);
+                view.check_len()?;
+                Ok(view)
+            }
+            /// The wrapped buffer.
+            #[inline]
+            pub fn into_inner(self) -> T {
+                self.buffer
+            }
+        }
+    };
+}
 
 pub mod arp;
 pub mod builder;
@@ -221,6 +258,18 @@ impl std::error::Error for Error {}
 
 /// Result of a wire operation.
 pub type Result<T> = core::result::Result<T, Error>;
+
+/// `Ok` when `len` bytes cover the `required_len` that `layer` needs,
+/// otherwise [`ErrorKind::Truncated`] with both lengths: the test every
+/// `check_len` starts with (and repeats for lengths its header announces).
+#[inline]
+pub(crate) fn require_len(layer: Layer, required_len: usize, len: usize) -> Result<()> {
+    if len < required_len {
+        Err(Error::truncated(layer, required_len, len))
+    } else {
+        Ok(())
+    }
+}
 
 /// An Ethernet type / length field value. Open: any `u16` is valid; values
 /// below [`EtherType::MIN`] are 802.3 lengths, not types.

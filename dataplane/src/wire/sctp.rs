@@ -11,7 +11,7 @@
 //! Open vSwitch extracts the ports into `tp_src`/`tp_dst` once the 12-byte
 //! header is there; so does [`crate::extract`].
 
-use super::{be, Error, Layer, Result};
+use super::{be, require_len, Layer, Result};
 use crate::checksum::crc32c_update;
 
 mod field {
@@ -31,30 +31,13 @@ pub struct SctpPacket<T: AsRef<[u8]>> {
     buffer: T,
 }
 
+view_constructors!(SctpPacket);
+
 impl<T: AsRef<[u8]>> SctpPacket<T> {
-    #[inline]
-    pub const fn new_unchecked(buffer: T) -> Self {
-        SctpPacket { buffer }
-    }
-    #[inline]
-    pub fn new_checked(buffer: T) -> Result<Self> {
-        let p = Self::new_unchecked(buffer);
-        p.check_len()?;
-        Ok(p)
-    }
     /// Ok when the 12-byte common header fits.
     #[inline]
     pub fn check_len(&self) -> Result<()> {
-        let len = self.buffer.as_ref().len();
-        if len < HEADER_LEN {
-            Err(Error::truncated(Layer::Sctp, HEADER_LEN, len))
-        } else {
-            Ok(())
-        }
-    }
-    #[inline]
-    pub fn into_inner(self) -> T {
-        self.buffer
+        require_len(Layer::Sctp, HEADER_LEN, self.buffer.as_ref().len())
     }
     #[inline]
     pub fn src_port(&self) -> u16 {
@@ -115,6 +98,7 @@ fn packet_crc(b: &[u8]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::Error;
 
     #[test]
     fn packet_crc_is_the_crc32c_of_the_packet_with_its_field_zeroed() {

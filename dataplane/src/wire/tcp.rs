@@ -14,7 +14,7 @@
 //! `check_len` is Open vSwitch's test before it extracts ports: 20 bytes,
 //! data offset >= 5, and the whole header (with options) fits.
 
-use super::{be, l4_checksum_v4, l4_checksum_v6, Error, IpProtocol, Layer, Result};
+use super::{be, l4_checksum_v4, l4_checksum_v6, require_len, Error, IpProtocol, Layer, Result};
 use core::net::{Ipv4Addr, Ipv6Addr};
 
 mod field {
@@ -51,37 +51,20 @@ pub struct TcpPacket<T: AsRef<[u8]>> {
     buffer: T,
 }
 
+view_constructors!(TcpPacket);
+
 impl<T: AsRef<[u8]>> TcpPacket<T> {
-    #[inline]
-    pub const fn new_unchecked(buffer: T) -> Self {
-        TcpPacket { buffer }
-    }
-    #[inline]
-    pub fn new_checked(buffer: T) -> Result<Self> {
-        let p = Self::new_unchecked(buffer);
-        p.check_len()?;
-        Ok(p)
-    }
     /// Ok when 20 bytes fit, the data offset is at least 5 and the header
     /// with its options fits.
     #[inline]
     pub fn check_len(&self) -> Result<()> {
         let len = self.buffer.as_ref().len();
-        if len < HEADER_LEN {
-            return Err(Error::truncated(Layer::Tcp, HEADER_LEN, len));
-        }
+        require_len(Layer::Tcp, HEADER_LEN, len)?;
         let hl = self.header_len();
         if hl < HEADER_LEN {
             return Err(Error::bad_length(Layer::Tcp, HEADER_LEN, hl));
         }
-        if len < hl {
-            return Err(Error::truncated(Layer::Tcp, hl, len));
-        }
-        Ok(())
-    }
-    #[inline]
-    pub fn into_inner(self) -> T {
-        self.buffer
+        require_len(Layer::Tcp, hl, len)
     }
     #[inline]
     pub fn src_port(&self) -> u16 {
@@ -132,14 +115,12 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
     /// Does the checksum verify over the whole buffer with an IPv4
     /// pseudo-header?
     pub fn verify_checksum_v4(&self, src: Ipv4Addr, dst: Ipv4Addr) -> bool {
-        let b = self.buffer.as_ref();
-        l4_checksum_v4(src, dst, IpProtocol::TCP, b) == 0
+        l4_checksum_v4(src, dst, IpProtocol::TCP, self.buffer.as_ref()) == 0
     }
     /// Does the checksum verify over the whole buffer with an IPv6
     /// pseudo-header?
     pub fn verify_checksum_v6(&self, src: Ipv6Addr, dst: Ipv6Addr) -> bool {
-        let b = self.buffer.as_ref();
-        l4_checksum_v6(src, dst, IpProtocol::TCP, b) == 0
+        l4_checksum_v6(src, dst, IpProtocol::TCP, self.buffer.as_ref()) == 0
     }
 }
 
@@ -198,15 +179,13 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
     /// Computes the checksum over the whole buffer with an IPv4 pseudo-header.
     pub fn fill_checksum_v4(&mut self, src: Ipv4Addr, dst: Ipv4Addr) {
         self.set_checksum(0);
-        let b = self.buffer.as_ref();
-        let c = l4_checksum_v4(src, dst, IpProtocol::TCP, b);
+        let c = l4_checksum_v4(src, dst, IpProtocol::TCP, self.buffer.as_ref());
         self.set_checksum(c);
     }
     /// Computes the checksum over the whole buffer with an IPv6 pseudo-header.
     pub fn fill_checksum_v6(&mut self, src: Ipv6Addr, dst: Ipv6Addr) {
         self.set_checksum(0);
-        let b = self.buffer.as_ref();
-        let c = l4_checksum_v6(src, dst, IpProtocol::TCP, b);
+        let c = l4_checksum_v6(src, dst, IpProtocol::TCP, self.buffer.as_ref());
         self.set_checksum(c);
     }
 }

@@ -11,7 +11,7 @@
 //! extracting ports; the length field is reported, not trusted:
 //! [`UdpPacket::payload`] uses it only when it is consistent with the buffer.
 
-use super::{be, l4_checksum_v4, l4_checksum_v6, Error, IpProtocol, Layer, Result};
+use super::{be, l4_checksum_v4, l4_checksum_v6, require_len, IpProtocol, Layer, Result};
 use core::net::{Ipv4Addr, Ipv6Addr};
 
 mod field {
@@ -31,30 +31,13 @@ pub struct UdpPacket<T: AsRef<[u8]>> {
     buffer: T,
 }
 
+view_constructors!(UdpPacket);
+
 impl<T: AsRef<[u8]>> UdpPacket<T> {
-    #[inline]
-    pub const fn new_unchecked(buffer: T) -> Self {
-        UdpPacket { buffer }
-    }
-    #[inline]
-    pub fn new_checked(buffer: T) -> Result<Self> {
-        let p = Self::new_unchecked(buffer);
-        p.check_len()?;
-        Ok(p)
-    }
     /// Ok when the 8-byte header fits.
     #[inline]
     pub fn check_len(&self) -> Result<()> {
-        let len = self.buffer.as_ref().len();
-        if len < HEADER_LEN {
-            Err(Error::truncated(Layer::Udp, HEADER_LEN, len))
-        } else {
-            Ok(())
-        }
-    }
-    #[inline]
-    pub fn into_inner(self) -> T {
-        self.buffer
+        require_len(Layer::Udp, HEADER_LEN, self.buffer.as_ref().len())
     }
     #[inline]
     pub fn src_port(&self) -> u16 {
@@ -89,13 +72,11 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
     /// Does the checksum verify over the whole buffer with an IPv4
     /// pseudo-header? (A zero checksum means "none" in IPv4 and verifies.)
     pub fn verify_checksum_v4(&self, src: Ipv4Addr, dst: Ipv4Addr) -> bool {
-        let b = self.buffer.as_ref();
-        self.checksum() == 0 || l4_checksum_v4(src, dst, IpProtocol::UDP, b) == 0
+        self.checksum() == 0 || l4_checksum_v4(src, dst, IpProtocol::UDP, self.buffer.as_ref()) == 0
     }
     /// Does the checksum verify with an IPv6 pseudo-header?
     pub fn verify_checksum_v6(&self, src: Ipv6Addr, dst: Ipv6Addr) -> bool {
-        let b = self.buffer.as_ref();
-        l4_checksum_v6(src, dst, IpProtocol::UDP, b) == 0
+        l4_checksum_v6(src, dst, IpProtocol::UDP, self.buffer.as_ref()) == 0
     }
 }
 
@@ -124,15 +105,13 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> UdpPacket<T> {
     /// pseudo-header (a result of 0 is sent as 0xffff, RFC 768).
     pub fn fill_checksum_v4(&mut self, src: Ipv4Addr, dst: Ipv4Addr) {
         self.set_checksum(0);
-        let b = self.buffer.as_ref();
-        let c = l4_checksum_v4(src, dst, IpProtocol::UDP, b);
+        let c = l4_checksum_v4(src, dst, IpProtocol::UDP, self.buffer.as_ref());
         self.set_checksum(if c == 0 { 0xffff } else { c });
     }
     /// Computes the checksum with an IPv6 pseudo-header.
     pub fn fill_checksum_v6(&mut self, src: Ipv6Addr, dst: Ipv6Addr) {
         self.set_checksum(0);
-        let b = self.buffer.as_ref();
-        let c = l4_checksum_v6(src, dst, IpProtocol::UDP, b);
+        let c = l4_checksum_v6(src, dst, IpProtocol::UDP, self.buffer.as_ref());
         self.set_checksum(if c == 0 { 0xffff } else { c });
     }
 }
@@ -140,6 +119,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> UdpPacket<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::Error;
 
     #[test]
     fn reads_ports_and_trusts_only_a_consistent_length() {

@@ -14,7 +14,7 @@
 //! The `D` bit (DEI, formerly CFI) is what Open vSwitch reuses as the
 //! "tag present" bit in `vlan_tci` ([`crate::flow_key::VLAN_CFI`]).
 
-use super::{be, Error, EtherType, Layer, Result};
+use super::{be, require_len, EtherType, Layer, Result};
 
 mod field {
     pub const TCI: usize = 0;
@@ -31,30 +31,13 @@ pub struct VlanHeader<T: AsRef<[u8]>> {
     buffer: T,
 }
 
+view_constructors!(VlanHeader);
+
 impl<T: AsRef<[u8]>> VlanHeader<T> {
-    #[inline]
-    pub const fn new_unchecked(buffer: T) -> Self {
-        VlanHeader { buffer }
-    }
-    #[inline]
-    pub fn new_checked(buffer: T) -> Result<Self> {
-        let h = Self::new_unchecked(buffer);
-        h.check_len()?;
-        Ok(h)
-    }
     /// Ok when TCI and the next ethertype fit.
     #[inline]
     pub fn check_len(&self) -> Result<()> {
-        let len = self.buffer.as_ref().len();
-        if len < HEADER_LEN {
-            Err(Error::truncated(Layer::Vlan, HEADER_LEN, len))
-        } else {
-            Ok(())
-        }
-    }
-    #[inline]
-    pub fn into_inner(self) -> T {
-        self.buffer
+        require_len(Layer::Vlan, HEADER_LEN, self.buffer.as_ref().len())
     }
     /// The whole tag control information.
     #[inline]
@@ -117,6 +100,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> VlanHeader<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::Error;
 
     #[test]
     fn splits_tci_into_pcp_dei_vid() {
