@@ -101,57 +101,125 @@ pub enum PortTableError {
     NotRegistered(String),
 }
 
-/// Per-port counters: relaxed atomics, added once per batch by PMDs.
+/// Per-port counters: relaxed atomics, added once per batch by PMDs. The one
+/// source of per-port statistics (the datapath's accounting reads these).
+/// Ingress-side counters describe the fate of packets *received* on the
+/// port; `tx_*` describe packets *transmitted* by it.
 #[derive(Debug, Default)]
 pub struct PortCounters {
-    rx_packets: AtomicU64,
-    rx_bytes: AtomicU64,
-    tx_packets: AtomicU64,
-    tx_bytes: AtomicU64,
-    drops: AtomicDropCounters,
+    pub(crate) rx_packets: AtomicU64,
+    pub(crate) rx_bytes: AtomicU64,
+    pub(crate) rx_copies: AtomicU64,
+    pub(crate) rx_delivered: AtomicU64,
+    pub(crate) tx_packets: AtomicU64,
+    pub(crate) tx_bytes: AtomicU64,
+    pub(crate) drops: AtomicDropCounters,
+    pub(crate) tx_drops: AtomicDropCounters,
 }
 
 /// A copy of [`PortCounters`] for reporting.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PortCountersSnapshot {
-    /// Packets received.
+pub struct PortStats {
+    /// Packets received on the port.
     pub rx_packets: u64,
-    /// Bytes received.
+    /// Bytes received on the port.
     pub rx_bytes: u64,
-    /// Packets transmitted.
+    /// Extra copies made of packets received here (flood, several outputs).
+    pub rx_copies: u64,
+    /// Transmissions (on any port) of packets received here.
+    pub rx_delivered: u64,
+    /// Packets transmitted by the port.
     pub tx_packets: u64,
-    /// Bytes transmitted.
+    /// Bytes transmitted by the port.
     pub tx_bytes: u64,
-    /// Packets that were to leave by this port but were dropped, by reason.
+    /// Drops of packets (and copies) received here, by reason: the
+    /// accounting view.
     pub drops: DropCounters,
+    /// Output attempts *to* this port that failed, by reason (port state,
+    /// MTU, tx ring, tx error): the "why does this port not send" view.
+    pub tx_drops: DropCounters,
+}
+
+impl PortStats {
+    /// The per-port accounting invariant: every packet received here (and
+    /// every extra copy of one) was delivered or dropped for one reason.
+    pub fn balanced(&self) -> bool {
+        self.rx_packets + self.rx_copies == self.rx_delivered + self.drops.total()
+    }
+
+    /// Adds `o` to these counters (totals over ports).
+    pub fn add(&mut self, o: &PortStats) {
+        self.rx_packets += o.rx_packets;
+        self.rx_bytes += o.rx_bytes;
+        self.rx_copies += o.rx_copies;
+        self.rx_delivered += o.rx_delivered;
+        self.tx_packets += o.tx_packets;
+        self.tx_bytes += o.tx_bytes;
+        for (r, n) in o.drops.nonzero() {
+            self.drops.add(r, n);
+        }
+        for (r, n) in o.tx_drops.nonzero() {
+            self.tx_drops.add(r, n);
+        }
+    }
+}
+
+#[inline]
+fn add_nz(c: &AtomicU64, v: u64) {
+    if v != 0 {
+        c.fetch_add(v, Ordering::Relaxed);
+    }
 }
 
 impl PortCounters {
     /// Adds a batch of received packets.
     #[inline]
     pub fn add_rx(&self, packets: u64, bytes: u64) {
-        self.rx_packets.fetch_add(packets, Ordering::Relaxed);
-        self.rx_bytes.fetch_add(bytes, Ordering::Relaxed);
+        add_nz(&self.rx_packets, packets);
+        add_nz(&self.rx_bytes, bytes);
     }
     /// Adds a batch of transmitted packets.
     #[inline]
     pub fn add_tx(&self, packets: u64, bytes: u64) {
-        self.tx_packets.fetch_add(packets, Ordering::Relaxed);
-        self.tx_bytes.fetch_add(bytes, Ordering::Relaxed);
+        add_nz(&self.tx_packets, packets);
+        add_nz(&self.tx_bytes, bytes);
     }
-    /// Counts `n` packets dropped on their way out of this port.
+    /// Counts `n` packets received here (or copies of them) dropped.
     #[inline]
     pub fn add_drop(&self, reason: DropReason, n: u64) {
         self.drops.add(reason, n);
     }
+    /// Counts `n` packets dropped on their way out of this port.
+    #[inline]
+    pub fn add_tx_drop(&self, reason: DropReason, n: u64) {
+        self.tx_drops.add(reason, n);
+    }
+    /// Adds a whole snapshot (one batch's accumulators, or a retired port's
+    /// final counters).
+    pub fn add_stats(&self, s: &PortStats) {
+        self.add_rx(s.rx_packets, s.rx_bytes);
+        add_nz(&self.rx_copies, s.rx_copies);
+        add_nz(&self.rx_delivered, s.rx_delivered);
+        self.add_tx(s.tx_packets, s.tx_bytes);
+        for (r, n) in s.drops.nonzero() {
+            self.drops.add(r, n);
+        }
+        for (r, n) in s.tx_drops.nonzero() {
+            self.tx_drops.add(r, n);
+        }
+    }
     /// The current values.
-    pub fn snapshot(&self) -> PortCountersSnapshot {
-        PortCountersSnapshot {
-            rx_packets: self.rx_packets.load(Ordering::Relaxed),
-            rx_bytes: self.rx_bytes.load(Ordering::Relaxed),
-            tx_packets: self.tx_packets.load(Ordering::Relaxed),
-            tx_bytes: self.tx_bytes.load(Ordering::Relaxed),
+    pub fn snapshot(&self) -> PortStats {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        PortStats {
+            rx_packets: l(&self.rx_packets),
+            rx_bytes: l(&self.rx_bytes),
+            rx_copies: l(&self.rx_copies),
+            rx_delivered: l(&self.rx_delivered),
+            tx_packets: l(&self.tx_packets),
+            tx_bytes: l(&self.tx_bytes),
             drops: self.drops.snapshot(),
+            tx_drops: self.tx_drops.snapshot(),
         }
     }
 }
@@ -199,6 +267,12 @@ impl PortEntry {
     pub fn vport(&self) -> &dyn Vport {
         &*self.vport
     }
+    /// A counted handle to the device, for the control plane (a handle
+    /// still held at teardown is reported in
+    /// [`PortTableStats::external_refs_at_destroy`]). PMDs never take one.
+    pub fn vport_handle(&self) -> Arc<dyn Vport> {
+        Arc::clone(&self.vport)
+    }
     /// The interface name.
     #[inline]
     pub fn name(&self) -> &str {
@@ -231,10 +305,14 @@ pub struct PortRef {
     pub generation: u64,
 }
 
+/// `PortMap::dense` value for "no port".
+const NO_POS: u32 = u32::MAX;
+
 /// One immutable version of the table.
 pub struct PortMap {
-    /// Indexed by ofport; sized to the largest ofport present + 1.
-    dense: Box<[Option<Arc<PortEntry>>]>,
+    /// Indexed by ofport: the entry's position in `list`, or [`NO_POS`];
+    /// sized to the largest ofport present + 1.
+    dense: Box<[u32]>,
     /// The same entries in ofport order.
     list: Box<[Arc<PortEntry>]>,
     version: u64,
@@ -261,9 +339,10 @@ impl PortMap {
     fn build(mut list: Vec<Arc<PortEntry>>, version: u64) -> Self {
         list.sort_by_key(|e| e.ofport);
         let len = list.last().map_or(0, |e| e.ofport as usize + 1);
-        let mut dense = vec![None; len].into_boxed_slice();
-        for e in &list {
-            dense[e.ofport as usize] = Some(e.clone());
+        let mut dense = vec![NO_POS; len].into_boxed_slice();
+        for (i, e) in list.iter().enumerate() {
+            // At most MAX_OFPORT entries, so the position fits.
+            dense[e.ofport as usize] = i as u32;
         }
         PortMap {
             dense,
@@ -275,7 +354,26 @@ impl PortMap {
     /// The port with this ofport.
     #[inline]
     pub fn get(&self, ofport: PortNo) -> Option<&PortEntry> {
-        self.dense.get(ofport as usize)?.as_deref()
+        self.index(ofport).map(|i| &*self.list[i])
+    }
+
+    /// The position of `ofport` in [`PortMap::iter`] order. PMDs index their
+    /// per-batch, per-port state by it (valid for this map only).
+    #[inline]
+    pub fn index(&self, ofport: PortNo) -> Option<usize> {
+        match self.dense.get(ofport as usize) {
+            Some(&i) if i != NO_POS => Some(i as usize),
+            _ => None,
+        }
+    }
+
+    /// The entry at position `i` (see [`PortMap::index`]).
+    ///
+    /// # Panics
+    /// If `i >= self.len()`; positions come from [`PortMap::index`].
+    #[inline]
+    pub fn at(&self, i: usize) -> &PortEntry {
+        &self.list[i]
     }
 
     /// All ports in ofport order.
@@ -383,7 +481,7 @@ pub struct PortInfo {
     /// Usable tx queues.
     pub tx_queues: u32,
     /// Counters.
-    pub counters: PortCountersSnapshot,
+    pub counters: PortStats,
 }
 
 /// Port-table counters.
@@ -486,13 +584,6 @@ impl PortTable {
     ) -> Result<PortRef, PortTableError> {
         let mut w = self.ports.lock();
         let cur = self.current.load_full();
-        let name = vport.name();
-        if cur.by_name(name).is_some() {
-            return Err(PortTableError::NameInUse(name.to_owned()));
-        }
-        if !vport.state().registered.load(Ordering::Acquire) {
-            return Err(PortTableError::NotRegistered(name.to_owned()));
-        }
         let ofport = match ofport {
             Some(n) if n == 0 || n > MAX_OFPORT => {
                 return Err(PortTableError::InvalidOfport(n));
@@ -510,6 +601,13 @@ impl PortTable {
                 .find(|&n| cur.get(n).is_none())
                 .ok_or(PortTableError::Full)?,
         };
+        let name = vport.name();
+        if cur.by_name(name).is_some() {
+            return Err(PortTableError::NameInUse(name.to_owned()));
+        }
+        if !vport.state().registered.load(Ordering::Acquire) {
+            return Err(PortTableError::NotRegistered(name.to_owned()));
+        }
         let generation = w.next_generation;
         w.next_generation += 1;
         let entry = Arc::new(PortEntry {
@@ -535,6 +633,20 @@ impl PortTable {
         let entry = cur
             .map_get_arc(ofport)
             .ok_or(PortTableError::NoSuchPort(ofport))?;
+        self.unlink(cur, entry);
+        Ok(())
+    }
+
+    /// Deletes the port `r` names, only if it is still that port (not a
+    /// port re-added under the same ofport since): the control side of a
+    /// PMD's "device gone" report. `NoSuchPort` if it is already gone.
+    pub fn del_ref(&self, r: PortRef) -> Result<(), PortTableError> {
+        let _w = self.ports.lock();
+        let cur = self.current.load_full();
+        let entry = cur
+            .map_get_arc(r.ofport)
+            .filter(|e| e.generation == r.generation)
+            .ok_or(PortTableError::NoSuchPort(r.ofport))?;
         self.unlink(cur, entry);
         Ok(())
     }
@@ -621,6 +733,22 @@ impl PortTable {
         cur.get(ofport).map(f)
     }
 
+    /// Runs `f` on the published map under the `ports` lock (control side:
+    /// trace, dumps). The map must not escape `f`.
+    pub fn with_map<R>(&self, f: impl FnOnce(&PortMap) -> R) -> R {
+        let _w = self.ports.lock();
+        let cur = self.current.load();
+        f(&cur)
+    }
+
+    /// `f` of every published port, in ofport order, under the `ports` lock
+    /// (control plane).
+    pub fn map_ports<R>(&self, f: impl FnMut(&PortEntry) -> R) -> Vec<R> {
+        let _w = self.ports.lock();
+        let cur = self.current.load();
+        cur.iter().map(f).collect()
+    }
+
     /// Every published port's state and counters, in ofport order.
     pub fn list(&self) -> Vec<PortInfo> {
         let _w = self.ports.lock();
@@ -667,7 +795,7 @@ impl PortTable {
 
 impl PortMap {
     fn map_get_arc(&self, ofport: PortNo) -> Option<Arc<PortEntry>> {
-        self.dense.get(ofport as usize)?.clone()
+        self.index(ofport).map(|i| self.list[i].clone())
     }
 }
 

@@ -3,7 +3,9 @@
 //!
 //! # What
 //! A [`Datapath`] is the shared state of one switch:
-//! * the port map, ofport → [`Vport`] plus that port's counters;
+//! * the port table, ofport → [`Vport`] plus that port's counters, and the
+//!   rcu domain its deleted ports are reclaimed through;
+//! * the stall [`Watchdog`] the PMD threads beat;
 //! * the OpenFlow table ([`FlowTable`]);
 //! * the MAC learning table ([`MacTable`]) behind the `normal` action;
 //! * a [`Clock`] (real time, or a manual clock that tests advance).
@@ -39,23 +41,40 @@
 //!   The tx queue is `hash % n` with `n > 0` checked first: no loop depends
 //!   on a device field.
 //!
-//! # Locking and publication
-//! * The port map is an immutable [`PortMap`] behind an `ArcSwap`; a PMD loads
-//!   it once per batch, lock-free, and holds the guard only for that batch.
-//!   Port writers ([`Datapath::add_port`], [`Datapath::del_port`]) take the
-//!   `ports` mutex, build a new map and publish it. Deletion marks the port
-//!   `registered = false` *before* unpublishing it, so outputs to it start
-//!   dropping (`port_unregistering`) at once, and a PMD that still holds the
-//!   old map re-checks the state when it flushes its tx batches at the end of
-//!   the batch. (A later issue puts epoch-based deferred destruction under
-//!   this; today the last `Arc` frees the port.)
-//! * The flow table publishes its own snapshots (`flow_table` lock for
-//!   writers); PMDs load one per batch.
-//! * Lock order: `config` → `ports` → `flow_table` → `fdb`. A port deletion
-//!   flushes the port's MAC entries while holding `ports` (downward); nothing
-//!   here takes `ports` while holding `flow_table` or `fdb`.
+//! # Ports and their lifecycle
+//! * Ports live in a [`PortTable`] ([`crate::port_table`]): immutable maps
+//!   published by `arc-swap`, read by PMDs through their rcu
+//!   [`Participant`](crate::rcu::Participant) once per batch; a PMD announces
+//!   a quiescent point at every batch boundary and goes offline when it
+//!   sleeps, never holding a snapshot across either. The port table's
+//!   [`PortCounters`] are the only per-port
+//!   counters.
+//! * [`Datapath::del_port`] runs DESIGN.md's five steps: `registered =
+//!   false`, unlink, PMDs drop tx batches still addressed to the port when
+//!   they flush (a tx batch names its port by [`PortRef`] and is resolved
+//!   again), teardown by the reclaimer after a grace period, and the destroy
+//!   hook releases and counts the buffers the device still held
+//!   ([`Vport::release_buffers`]) and folds the port's final counters into
+//!   [`Datapath::retired`], so totals over live and retired ports stay exact.
+//! * A send that returns `TxError::Gone` (ENETDOWN/ENXIO) is never retried:
+//!   the PMD sets `registered = false` and reports the port through a
+//!   lock-free channel; the control side deletes it
+//!   ([`Datapath::process_port_requests`], run by the housekeeping thread of
+//!   [`PmdThreads`], or by tests directly). A report for a port re-added
+//!   since is ignored (generation mismatch).
+//!
+//! # Locking
+//! * Port writers take only `ports` (inside [`PortTable`]); flow writers
+//!   only `flow_table`. A port deletion flushes the port's MAC entries after
+//!   releasing `ports` (`fdb` alone). Trace reads the map under `ports` and
+//!   then the flow and MAC tables (downward). Lock order: `config` → `ports`
+//!   → `flow_table` → `fdb`, checked in debug builds.
 //! * PMDs hold no lock. Shared counters are relaxed atomics written once per
-//!   batch.
+//!   batch; "device gone" reports go through an mpsc channel whose sending
+//!   side is lock-free.
+//! * [`Datapath::reclaim`] and [`Datapath::process_port_requests`] sit above
+//!   the hierarchy (they run destructors / take `ports`): never call them
+//!   while holding a hierarchy lock.
 //!
 //! # Why
 //! Per-batch snapshots make every lookup in the batch see one consistent
@@ -63,28 +82,36 @@
 //! old map can live to one batch — the property the deletion protocol needs.
 
 mod pmd;
+mod threads;
 mod trace;
 
+pub use crate::port_table::{PortEntry, PortInfo, PortMap, PortRef, PortStats};
+#[cfg(feature = "legacy-semantics")]
+pub use pmd::LEGACY_LOOP_ESCAPE;
 pub use pmd::{Pmd, PmdConfig, PmdShared, PmdStats, TX_RETRIES};
+pub use threads::{Assignment, Backoff, PmdThreads, PmdThreadsConfig, RxqRef};
 pub use trace::Trace;
 
 use crate::classifier::FlowTable;
 use crate::flow_key::PortNo;
 use crate::learning::{FdbEntry, MacTable};
-use crate::locks::{LockLevel, OrderedMutex};
-use crate::stats::{AtomicDropCounters, DropCounters};
+use crate::port_table::{DestroyHook, PortCounters, PortTable, PortTableError};
+use crate::rcu::Rcu;
 use crate::vport::Vport;
-use arc_swap::ArcSwap;
+use crate::watchdog::{Watchdog, WatchdogConfig, WatchdogStats};
 use core::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The largest ofport a port may have (OpenFlow `OFPP_MAX`); numbers above
-/// are reserved (`in_port`, `flood`, `local`, ...), 0 is invalid.
-pub const OFPP_MAX: PortNo = 0xff00;
+/// The largest ofport a port may have (the port table's
+/// [`MAX_OFPORT`](crate::port_table::MAX_OFPORT)); numbers from OpenFlow's
+/// `OFPP_MAX` up are reserved (`in_port`, `flood`, `local`, ...), 0 is
+/// invalid.
+pub const OFPP_MAX: PortNo = crate::port_table::MAX_OFPORT;
 
 /// Why a port operation failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DatapathError {
     /// The ofport is 0 or above [`OFPP_MAX`].
     #[error("ofport {0} is not a valid port number (1..={max})", max = OFPP_MAX)]
@@ -95,6 +122,12 @@ pub enum DatapathError {
     /// No port has this ofport.
     #[error("no port with ofport {0}")]
     NoSuchPort(PortNo),
+    /// Another port already has this interface name.
+    #[error("a port named {0} already exists")]
+    NameInUse(String),
+    /// The device is already unregistering.
+    #[error("port {0} is not registered")]
+    NotRegistered(String),
 }
 
 /// The switch's time source. Rules' idle/hard timeouts and MAC aging read
@@ -159,6 +192,10 @@ pub struct DatapathConfig {
     pub mac_aging_secs: u32,
     /// Use a manual clock (tests) instead of real time.
     pub manual_clock: bool,
+    /// Most PMDs (rcu participants) that may exist at once.
+    pub max_pmds: usize,
+    /// Stall watchdog timing.
+    pub watchdog: WatchdogConfig,
 }
 
 impl Default for DatapathConfig {
@@ -167,145 +204,48 @@ impl Default for DatapathConfig {
             mac_capacity: MacTable::DEFAULT_CAPACITY,
             mac_aging_secs: MacTable::DEFAULT_AGING_SECS,
             manual_clock: false,
+            max_pmds: crate::rcu::DEFAULT_MAX_PARTICIPANTS,
+            watchdog: WatchdogConfig::default(),
         }
     }
 }
 
-/// Per-port counters shared by all PMDs (relaxed atomics, added once per
-/// batch). Ingress-side counters describe the fate of packets *received* on
-/// the port; `tx_*` describe packets *transmitted* by it.
-#[derive(Debug, Default)]
-pub struct PortCounters {
-    rx_packets: AtomicU64,
-    rx_bytes: AtomicU64,
-    rx_copies: AtomicU64,
-    rx_delivered: AtomicU64,
-    tx_packets: AtomicU64,
-    tx_bytes: AtomicU64,
-    drops: AtomicDropCounters,
-    tx_drops: AtomicDropCounters,
-}
-
-/// A snapshot of one port's counters.
+/// Totals over the ports that have been deleted and torn down.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PortStats {
-    /// Packets received on the port.
-    pub rx_packets: u64,
-    /// Bytes received on the port.
-    pub rx_bytes: u64,
-    /// Extra copies made of packets received here (flood, several outputs).
-    pub rx_copies: u64,
-    /// Transmissions (on any port) of packets received here.
-    pub rx_delivered: u64,
-    /// Packets transmitted by the port.
-    pub tx_packets: u64,
-    /// Bytes transmitted by the port.
-    pub tx_bytes: u64,
-    /// Drops of packets (and copies) received here, by reason: the
-    /// accounting view.
-    pub drops: DropCounters,
-    /// Output attempts *to* this port that failed, by reason (port state,
-    /// MTU, tx ring, tx error): the "why does this port not send" view.
-    pub tx_drops: DropCounters,
+pub struct RetiredPorts {
+    /// Ports torn down (destroy hook run).
+    pub ports: u64,
+    /// Their final counters, summed.
+    pub stats: PortStats,
+    /// Buffers their devices still held at teardown, released then
+    /// (deletion step 5).
+    pub buffers_released: u64,
 }
 
-impl PortStats {
-    /// The per-port accounting invariant: every packet received here (and
-    /// every extra copy of one) was delivered or dropped for one reason.
-    pub fn balanced(&self) -> bool {
-        self.rx_packets + self.rx_copies == self.rx_delivered + self.drops.total()
-    }
-}
-
-impl PortCounters {
-    /// A snapshot for reporting.
-    pub fn snapshot(&self) -> PortStats {
-        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        PortStats {
-            rx_packets: l(&self.rx_packets),
-            rx_bytes: l(&self.rx_bytes),
-            rx_copies: l(&self.rx_copies),
-            rx_delivered: l(&self.rx_delivered),
-            tx_packets: l(&self.tx_packets),
-            tx_bytes: l(&self.tx_bytes),
-            drops: self.drops.snapshot(),
-            tx_drops: self.tx_drops.snapshot(),
-        }
-    }
-}
-
-/// One port in the map.
-#[derive(Clone)]
-pub struct PortEntry {
-    /// Its OpenFlow port number.
-    pub ofport: PortNo,
-    /// The device.
-    pub port: Arc<dyn Vport>,
-    /// Its counters (survive republication of the map).
-    pub counters: Arc<PortCounters>,
-}
-
-impl core::fmt::Debug for PortEntry {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("PortEntry")
-            .field("ofport", &self.ofport)
-            .field("name", &self.port.name())
-            .finish()
-    }
-}
-
-/// An immutable port map, sorted by ofport. PMDs index their per-port state
-/// by position in the map they loaded for the batch.
-#[derive(Debug, Default)]
-pub struct PortMap {
-    entries: Box<[PortEntry]>,
-}
-
-impl PortMap {
-    /// Position of `ofport` in the map.
-    #[inline]
-    pub fn index(&self, ofport: PortNo) -> Option<usize> {
-        self.entries
-            .binary_search_by_key(&ofport, |e| e.ofport)
-            .ok()
-    }
-    /// The entry for `ofport`.
-    #[inline]
-    pub fn get(&self, ofport: PortNo) -> Option<&PortEntry> {
-        self.index(ofport).map(|i| &self.entries[i])
-    }
-    /// All entries, by ofport.
-    #[inline]
-    pub fn entries(&self) -> &[PortEntry] {
-        &self.entries
-    }
-    /// Number of ports.
-    #[inline]
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-    /// True when there is no port.
-    #[inline]
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
+#[derive(Default)]
+struct Retired {
+    ports: AtomicU64,
+    counters: PortCounters,
+    buffers: AtomicU64,
 }
 
 /// One switch: ports, flow table, MAC table (see the module docs).
 pub struct Datapath {
-    ports: ArcSwap<PortMap>,
-    /// The `ports` lock: serialises port writers (second in the hierarchy,
-    /// checked in debug builds).
-    ports_lock: OrderedMutex<()>,
+    ports: PortTable,
     flows: FlowTable,
     macs: MacTable,
     clock: Clock,
+    watchdog: Watchdog,
+    retired: Arc<Retired>,
+    /// "Device gone" reports from PMDs (lock-free on the sending side).
+    gone_tx: Sender<PortRef>,
+    gone_rx: Mutex<Receiver<PortRef>>,
 }
 
 impl core::fmt::Debug for Datapath {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Datapath")
-            .field("ports", &*self.ports.load())
+            .field("ports", &self.ports)
             .field("flows", &self.flows)
             .field("macs", &self.macs)
             .finish()
@@ -326,9 +266,18 @@ impl Datapath {
 
     /// An empty switch.
     pub fn with_config(cfg: DatapathConfig) -> Self {
+        let retired = Arc::new(Retired::default());
+        let r = retired.clone();
+        let hook: DestroyHook = Arc::new(move |e: &PortEntry| {
+            // Deletion step 5, in the reclaimer: no PMD can reach the port.
+            let buffers = e.vport().release_buffers();
+            r.counters.add_stats(&e.counters().snapshot());
+            r.buffers.fetch_add(buffers, Ordering::Relaxed);
+            r.ports.fetch_add(1, Ordering::Release);
+        });
+        let (gone_tx, gone_rx) = channel();
         Datapath {
-            ports: ArcSwap::from_pointee(PortMap::default()),
-            ports_lock: OrderedMutex::new(LockLevel::Ports, ()),
+            ports: PortTable::with_destroy_hook(Rcu::with_capacity(cfg.max_pmds), hook),
             flows: FlowTable::new(),
             macs: MacTable::new(cfg.mac_capacity, cfg.mac_aging_secs),
             clock: if cfg.manual_clock {
@@ -336,6 +285,10 @@ impl Datapath {
             } else {
                 Clock::system()
             },
+            watchdog: Watchdog::new(cfg.watchdog),
+            retired,
+            gone_tx,
+            gone_rx: Mutex::new(gone_rx),
         }
     }
 
@@ -359,9 +312,25 @@ impl Datapath {
         self.clock.secs(self.clock.now())
     }
 
-    /// The current port map (lock-free; do not hold it across blocking).
-    pub fn port_map(&self) -> arc_swap::Guard<Arc<PortMap>> {
-        self.ports.load()
+    /// The port table (PMDs read it through their rcu participant).
+    pub fn port_table(&self) -> &PortTable {
+        &self.ports
+    }
+
+    /// The reclamation domain PMDs register with.
+    pub fn rcu(&self) -> &Rcu {
+        self.ports.rcu()
+    }
+
+    /// The stall watchdog PMD threads beat (its thread runs with
+    /// [`PmdThreads`]).
+    pub fn watchdog(&self) -> &Watchdog {
+        &self.watchdog
+    }
+
+    /// `watchdog.stalls`, `watchdog.max_stall_ms` (for `stats`).
+    pub fn watchdog_stats(&self) -> WatchdogStats {
+        self.watchdog.stats()
     }
 
     /// Adds `port` as `ofport` and publishes the new map.
@@ -369,73 +338,130 @@ impl Datapath {
         if ofport == 0 || ofport > OFPP_MAX {
             return Err(DatapathError::InvalidOfport(ofport));
         }
-        let _ports = self.ports_lock.lock();
-        let cur = self.ports.load();
-        if cur.index(ofport).is_some() {
-            return Err(DatapathError::OfportInUse(ofport));
-        }
-        let mut entries = cur.entries.to_vec();
-        entries.push(PortEntry {
-            ofport,
-            port,
-            counters: Arc::new(PortCounters::default()),
-        });
-        entries.sort_by_key(|e| e.ofport);
-        self.ports.store(Arc::new(PortMap {
-            entries: entries.into_boxed_slice(),
-        }));
-        Ok(())
+        self.ports
+            .add(port, Some(ofport))
+            .map(|_| ())
+            .map_err(|e| match e {
+                PortTableError::OfportInUse { ofport, .. } => DatapathError::OfportInUse(ofport),
+                PortTableError::NameInUse(n) => DatapathError::NameInUse(n),
+                PortTableError::NotRegistered(n) => DatapathError::NotRegistered(n),
+                _ => DatapathError::InvalidOfport(ofport),
+            })
     }
 
-    /// Deletes port `ofport`: marks it unregistered (outputs to it drop as
-    /// `port_unregistering` from now on), publishes a map without it, and
-    /// forgets the stations learned behind it. Returns the port and its
-    /// final counters. Never waits for PMDs.
+    /// Deletes port `ofport` (DESIGN.md's five steps, [`PortTable::del`]):
+    /// outputs to it drop as `port_unregistering` from now on, a map
+    /// without it is published, the stations learned behind it are
+    /// forgotten, and its teardown is deferred until every PMD has passed a
+    /// quiescent point. Returns the port and its counters as of the
+    /// unlinking. Never waits for PMDs.
     pub fn del_port(&self, ofport: PortNo) -> Result<(Arc<dyn Vport>, PortStats), DatapathError> {
-        let _ports = self.ports_lock.lock();
-        let cur = self.ports.load();
-        let idx = cur.index(ofport).ok_or(DatapathError::NoSuchPort(ofport))?;
-        let victim = cur.entries[idx].clone();
-        // Step 1 of the deletion protocol: stop outputs before unlinking.
-        victim
-            .port
-            .state()
-            .registered
-            .store(false, Ordering::Release);
-        let entries: Vec<PortEntry> = cur
-            .entries
-            .iter()
-            .filter(|e| e.ofport != ofport)
-            .cloned()
-            .collect();
-        // Step 2: unlink.
-        self.ports.store(Arc::new(PortMap {
-            entries: entries.into_boxed_slice(),
-        }));
-        drop(cur);
-        // `ports` → `fdb` is downward in the hierarchy.
+        let (r, vport, last) = self
+            .ports
+            .with_port(ofport, |e| {
+                (e.port_ref(), e.vport_handle(), e.counters().snapshot())
+            })
+            .ok_or(DatapathError::NoSuchPort(ofport))?;
+        self.ports
+            .del_ref(r)
+            .map_err(|_| DatapathError::NoSuchPort(ofport))?;
+        // `ports` was released above; `fdb` alone is fine.
         self.macs.flush_port(ofport);
-        Ok((victim.port, victim.counters.snapshot()))
+        Ok((vport, last))
+    }
+
+    /// Sets a port's `admin_up` flag (port mod / CLI).
+    pub fn set_admin_up(&self, ofport: PortNo, up: bool) -> Result<(), DatapathError> {
+        self.ports
+            .set_admin_up(ofport, up)
+            .map_err(|_| DatapathError::NoSuchPort(ofport))
+    }
+
+    /// Sets a port's `running` flag (link monitor).
+    pub fn set_running(&self, ofport: PortNo, on: bool) -> Result<(), DatapathError> {
+        self.ports
+            .set_running(ofport, on)
+            .map_err(|_| DatapathError::NoSuchPort(ofport))
+    }
+
+    /// Sets a port's `carrier` flag (link monitor).
+    pub fn set_carrier(&self, ofport: PortNo, on: bool) -> Result<(), DatapathError> {
+        self.ports
+            .set_carrier(ofport, on)
+            .map_err(|_| DatapathError::NoSuchPort(ofport))
+    }
+
+    /// Sets a port's usable tx-queue count (0 while it unregisters).
+    pub fn set_tx_queues(&self, ofport: PortNo, n: u32) -> Result<(), DatapathError> {
+        self.ports
+            .set_tx_queues(ofport, n)
+            .map_err(|_| DatapathError::NoSuchPort(ofport))
+    }
+
+    /// A PMD found port `r` gone (a send returned [`TxError::Gone`]): it
+    /// has already set `registered = false`; the deletion itself is the
+    /// control side's job ([`Datapath::process_port_requests`]). Lock-free.
+    ///
+    /// [`TxError::Gone`]: crate::vport::TxError::Gone
+    pub(crate) fn report_gone(&self, r: PortRef) {
+        // The receiver lives as long as `self`: this cannot fail.
+        let _ = self.gone_tx.send(r);
+    }
+
+    /// Deletes the ports PMDs reported gone (the control thread calls this
+    /// periodically; [`PmdThreads`] runs it in its housekeeping thread,
+    /// tests call it directly). A port reported twice, or re-added under
+    /// the same ofport since, is left alone. Returns how many were deleted.
+    pub fn process_port_requests(&self) -> usize {
+        let reqs: Vec<PortRef> = match self.gone_rx.try_lock() {
+            Ok(rx) => rx.try_iter().collect(),
+            Err(_) => return 0,
+        };
+        let mut n = 0;
+        for r in reqs {
+            if self.ports.del_ref(r).is_ok() {
+                self.macs.flush_port(r.ofport);
+                tracing::warn!(ofport = r.ofport, "port deleted: device gone");
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Runs the deferred teardowns whose grace period is over (the
+    /// reclaimer thread's job; tests without one call this). Returns how
+    /// many destructors ran.
+    pub fn reclaim(&self) -> usize {
+        self.ports.reclaim()
+    }
+
+    /// What the deleted-and-torn-down ports left behind.
+    pub fn retired(&self) -> RetiredPorts {
+        RetiredPorts {
+            ports: self.retired.ports.load(Ordering::Acquire),
+            stats: self.retired.counters.snapshot(),
+            buffers_released: self.retired.buffers.load(Ordering::Relaxed),
+        }
     }
 
     /// The port with `ofport`.
     pub fn port(&self, ofport: PortNo) -> Option<Arc<dyn Vport>> {
-        self.ports.load().get(ofport).map(|e| Arc::clone(&e.port))
+        self.ports.with_port(ofport, |e| e.vport_handle())
     }
 
     /// `(ofport, port)` for every port, by ofport.
     pub fn ports(&self) -> Vec<(PortNo, Arc<dyn Vport>)> {
-        self.ports
-            .load()
-            .entries
-            .iter()
-            .map(|e| (e.ofport, Arc::clone(&e.port)))
-            .collect()
+        self.ports.map_ports(|e| (e.ofport(), e.vport_handle()))
+    }
+
+    /// Every port's state and counters (`port list`).
+    pub fn port_list(&self) -> Vec<PortInfo> {
+        self.ports.list()
     }
 
     /// The counters of port `ofport`.
     pub fn port_stats(&self, ofport: PortNo) -> Option<PortStats> {
-        self.ports.load().get(ofport).map(|e| e.counters.snapshot())
+        self.ports.with_port(ofport, |e| e.counters().snapshot())
     }
 
     /// The live MAC table entries, for `fdb show`.

@@ -46,7 +46,7 @@
 //!
 //! [`PortState::output_check`]: crate::vport::PortState::output_check
 
-use super::{Datapath, PortMap};
+use super::Datapath;
 use crate::actions::{execute, Action, ActionContext, ExecResult};
 use crate::cache::{EmcProbe, ExactMatchCache};
 use crate::classifier::Rule;
@@ -54,8 +54,11 @@ use crate::extract::{extract, Layers};
 use crate::flow_key::{FlowKey, PortNo};
 use crate::learning::{is_bare_priority_tag, MacTable, NormalOutput};
 use crate::packet::{Packet, PacketBatch, PacketPool, BATCH_SIZE};
+use crate::port_table::{PortMap, PortRef, PortStats};
+use crate::rcu::Participant;
 use crate::stats::{DropCounters, DropReason};
 use crate::vport::TxError;
+use crate::watchdog::Heartbeat;
 use core::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -173,6 +176,10 @@ struct PortAcc {
 /// The pending output to one port in the current batch.
 #[derive(Default)]
 struct TxSlot {
+    /// The port the queued packets are for, by value: the flush resolves it
+    /// again and drops the batch as `port_unregistering` if the port was
+    /// deleted or replaced since.
+    port: Option<PortRef>,
     /// The port's output check, done at its first output in the batch.
     check: Option<Result<u32, DropReason>>,
     mtu: usize,
@@ -193,6 +200,10 @@ struct Egress {
     in_idx: Option<usize>,
     /// The last output port looked up in this batch's map: `(ofport, index)`.
     last_port: Option<(PortNo, usize)>,
+    /// Ports whose send reported the device gone, for the control side.
+    gone: Vec<PortRef>,
+    /// The PMD thread's watchdog heartbeat (none for a PMD driven by hand).
+    hb: Option<Heartbeat>,
 }
 
 impl Egress {
@@ -298,7 +309,8 @@ impl Egress {
         if pkt.len() > slot.mtu {
             return self.drop_pkt(pkt, DropReason::MtuExceeded, Some(idx));
         }
-        let q = tx_queue(hash, n);
+        let q = pick_tx_queue(hash, n, self.hb.as_mut(), ofport);
+        let slot = &mut self.tx[idx];
         match slot.queues.get_mut(q) {
             Some(b) if !b.is_full() => {
                 // Cannot fail: not full.
@@ -312,12 +324,13 @@ impl Egress {
     /// queue.
     #[cold]
     fn enqueue_first(&mut self, ports: &PortMap, idx: usize, pkt: Packet, hash: u64) {
-        let port = &ports.entries()[idx].port;
+        let e = ports.at(idx);
         let slot = &mut self.tx[idx];
-        slot.check = Some(port.state().output_check());
-        slot.mtu = port.mtu();
+        slot.port = Some(e.port_ref());
+        slot.check = Some(output_check(e.state()));
+        slot.mtu = e.vport().mtu();
         self.tx_dirty.push(idx);
-        self.enqueue(ports, ports.entries()[idx].ofport, pkt, hash);
+        self.enqueue(ports, e.ofport(), pkt, hash);
     }
 
     /// Queue `q` of port `idx` is not allocated yet or is full.
@@ -357,17 +370,30 @@ impl Egress {
         if batch_len == 0 {
             return;
         }
-        let port = &ports.entries()[idx].port;
-        // Re-check: the port may have been unregistered, downed or lost its
-        // queues since the packets were queued.
-        let n = match port.state().output_check() {
-            Ok(n) => n as usize,
+        // Resolve the port the batch was queued for (deletion step 3) and
+        // re-check it: it may have been deleted, replaced, downed or lost
+        // its queues since the packets were queued.
+        let resolved = match self.tx[idx].port {
+            Some(r) => match ports.get(r.ofport) {
+                Some(e) if e.generation() == r.generation => {
+                    output_check(e.state()).map(|n| (e, n))
+                }
+                _ => Err(DropReason::PortUnregistering),
+            },
+            None => Err(DropReason::PortUnregistering),
+        };
+        let (entry, n) = match resolved {
+            Ok(x) => x,
             Err(reason) => {
                 self.drop_queue(idx, q, reason);
                 return;
             }
         };
-        let qid = q % n;
+        let port = entry.vport();
+        let qid = flush_queue_id(q, n);
+        if let Some(hb) = self.hb.as_mut() {
+            hb.tx(entry.ofport(), qid as u32);
+        }
         let batch_bytes: u64 = self.tx[idx].queues[q].iter().map(|p| p.len() as u64).sum();
         let mut retries = 0;
         let (lost, lost_bytes) = loop {
@@ -381,7 +407,14 @@ impl Egress {
                 Ok(_) => break self.drop_queue(idx, q, DropReason::TxRingFull),
                 Err(e) => {
                     if e == TxError::Gone {
+                        // ENETDOWN/ENXIO: no retry. Outputs stop at once
+                        // (deletion step 1); the control side unlinks it.
                         self.stats.tx_gone += 1;
+                        entry.state().registered.store(false, Ordering::Release);
+                        let r = entry.port_ref();
+                        if !self.gone.contains(&r) {
+                            self.gone.push(r);
+                        }
                     }
                     break self.drop_queue(idx, q, DropReason::TxError);
                 }
@@ -411,6 +444,7 @@ impl Egress {
                 self.flush_queue(ports, idx, q);
             }
             self.tx[idx].check = None;
+            self.tx[idx].port = None;
         }
         self.tx_dirty.clear();
     }
@@ -419,24 +453,16 @@ impl Egress {
     fn commit(&mut self, ports: &PortMap) {
         for &idx in &self.acc_dirty {
             let a = core::mem::take(&mut self.acc[idx]);
-            let c = &ports.entries()[idx].counters;
-            let add = |x: &AtomicU64, v: u64| {
-                if v != 0 {
-                    x.fetch_add(v, Ordering::Relaxed);
-                }
-            };
-            add(&c.rx_packets, a.rx_packets);
-            add(&c.rx_bytes, a.rx_bytes);
-            add(&c.rx_copies, a.rx_copies);
-            add(&c.rx_delivered, a.rx_delivered);
-            add(&c.tx_packets, a.tx_packets);
-            add(&c.tx_bytes, a.tx_bytes);
-            for (r, n) in a.drops.nonzero() {
-                c.drops.add(r, n);
-            }
-            for (r, n) in a.tx_drops.nonzero() {
-                c.tx_drops.add(r, n);
-            }
+            ports.at(idx).counters().add_stats(&PortStats {
+                rx_packets: a.rx_packets,
+                rx_bytes: a.rx_bytes,
+                rx_copies: a.rx_copies,
+                rx_delivered: a.rx_delivered,
+                tx_packets: a.tx_packets,
+                tx_bytes: a.tx_bytes,
+                drops: a.drops,
+                tx_drops: a.tx_drops,
+            });
         }
         self.acc_dirty.clear();
     }
@@ -484,6 +510,85 @@ fn tx_queue(hash: u64, n: u32) -> usize {
         0 | 1 => 0,
         n => ((hash >> 32) as u32 % n) as usize,
     }
+}
+
+/// The output checks (DESIGN.md "Output semantics"): the usable tx-queue
+/// count (`>= 1`) or the drop reason.
+#[cfg(not(feature = "legacy-semantics"))]
+#[inline]
+fn output_check(state: &crate::vport::PortState) -> Result<u32, DropReason> {
+    state.output_check()
+}
+
+/// `legacy-semantics`: the pre-fix kernel checked nothing before output;
+/// the queue count is whatever the device says, 0 included.
+#[cfg(feature = "legacy-semantics")]
+#[inline]
+fn output_check(state: &crate::vport::PortState) -> Result<u32, DropReason> {
+    Ok(state.tx_queues.load(Ordering::Acquire))
+}
+
+/// The queue an enqueue picks.
+#[cfg(not(feature = "legacy-semantics"))]
+#[inline]
+fn pick_tx_queue(hash: u64, n: u32, _hb: Option<&mut Heartbeat>, _port: PortNo) -> usize {
+    tx_queue(hash, n)
+}
+
+/// `legacy-semantics`: the queue choice of `skb_tx_hash` before the fix
+/// (`background/ovs-veth-soft-lockup.txt`), recorded where the watchdog
+/// sees it first.
+#[cfg(feature = "legacy-semantics")]
+#[inline]
+fn pick_tx_queue(hash: u64, n: u32, hb: Option<&mut Heartbeat>, port: PortNo) -> usize {
+    if let Some(hb) = hb {
+        hb.tx(port, 0);
+    }
+    legacy_tx_queue(hash, n)
+}
+
+/// The tx queue a flush sends tx batch `q` on, given the port's `n` usable
+/// queues now (`n >= 1` after the flush-time check; the count may have
+/// shrunk since the packets were queued).
+#[cfg(not(feature = "legacy-semantics"))]
+#[inline]
+fn flush_queue_id(q: usize, n: u32) -> usize {
+    q % n as usize
+}
+
+/// `legacy-semantics`: no re-check, the batch goes where it was queued.
+#[cfg(feature = "legacy-semantics")]
+#[inline]
+fn flush_queue_id(q: usize, _n: u32) -> usize {
+    q
+}
+
+/// Test-only escape from the legacy tx-queue loop (`legacy-semantics`
+/// builds only). The loop below never ends when the port has 0 tx queues —
+/// that is the bug being modelled, and the watchdog must report the stuck
+/// PMD. A test sets this flag once it has checked the watchdog, so the
+/// stuck PMD returns (queue 0) and its thread can be joined and the process
+/// can exit. Nothing else reads or writes it.
+#[cfg(feature = "legacy-semantics")]
+pub static LEGACY_LOOP_ESCAPE: core::sync::atomic::AtomicBool =
+    core::sync::atomic::AtomicBool::new(false);
+
+/// `legacy-semantics`: the pre-fix kernel loop. As in the kernel the
+/// starting value is small (there, the recorded rx queue; here the low six
+/// bits of the flow hash) and is reduced by repeated subtraction:
+/// `while hash >= n { hash -= n }` — with `n == 0` the condition stays true
+/// and the subtraction changes nothing, forever.
+#[cfg(feature = "legacy-semantics")]
+fn legacy_tx_queue(hash: u64, n: u32) -> usize {
+    let mut h = (hash & 0x3f) as u32;
+    while h >= n {
+        if LEGACY_LOOP_ESCAPE.load(Ordering::Relaxed) {
+            return 0;
+        }
+        h -= n;
+        core::hint::spin_loop();
+    }
+    h as usize
 }
 
 /// The flow hash of the EMC and of tx-queue choice: 12 words folded pairwise
@@ -593,9 +698,9 @@ impl PacketCtx<'_> {
                 NormalOutput::Port(p) => self.emit_copy(p, &tmp),
                 _ => {
                     let ports = self.ports;
-                    for e in ports.entries() {
-                        if e.ofport != self.in_port {
-                            self.emit_copy(e.ofport, &tmp);
+                    for e in ports.iter() {
+                        if e.ofport() != self.in_port {
+                            self.emit_copy(e.ofport(), &tmp);
                         }
                     }
                 }
@@ -618,9 +723,9 @@ impl ActionContext for PacketCtx<'_> {
 
     fn flood(&mut self, in_port: PortNo, pkt: &Packet) {
         let ports = self.ports;
-        for e in ports.entries() {
-            if e.ofport != in_port {
-                self.emit(e.ofport, pkt);
+        for e in ports.iter() {
+            if e.ofport() != in_port {
+                self.emit(e.ofport(), pkt);
             }
         }
     }
@@ -642,12 +747,25 @@ impl ActionContext for PacketCtx<'_> {
 pub struct Pmd {
     dp: Arc<Datapath>,
     id: usize,
+    /// Its reader registration in the datapath's rcu domain.
+    rcu: Participant,
+    /// Driven by hand (tests, tools): offline between calls, so an unused
+    /// PMD never holds up reclamation. A PMD thread stays online and
+    /// announces quiescent points instead.
+    standalone: bool,
+    walker: Walker,
+    rx_batch: Option<PacketBatch>,
+}
+
+/// The state the packet walk writes (everything but the rcu registration,
+/// so a snapshot borrowed from the participant and the walker can be used
+/// together).
+struct Walker {
     emc: ExactMatchCache,
     hits: RuleHits,
     eg: Egress,
     dests: Vec<PortNo>,
     scratch: Box<Scratch>,
-    rx_batch: Option<PacketBatch>,
     shared: Arc<PmdShared>,
 }
 
@@ -676,42 +794,64 @@ impl core::fmt::Debug for Pmd {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Pmd")
             .field("id", &self.id)
-            .field("stats", &self.eg.stats)
-            .field("pool_available", &self.eg.pool.available())
+            .field("stats", &self.walker.eg.stats)
+            .field("pool_available", &self.walker.eg.pool.available())
             .finish()
     }
 }
 
 impl Pmd {
-    /// A PMD for `dp`. Allocates its cache, pool and batches here.
+    /// A PMD for `dp`. Allocates its cache, pool and batches here and
+    /// registers with the datapath's rcu domain.
+    ///
+    /// # Panics
+    /// If `dp` already has its configured maximum of PMDs
+    /// ([`DatapathConfig::max_pmds`](super::DatapathConfig::max_pmds));
+    /// see [`Pmd::try_new`].
     pub fn new(dp: Arc<Datapath>, cfg: PmdConfig) -> Self {
-        Pmd {
+        match Pmd::try_new(dp, cfg) {
+            Ok(p) => p,
+            Err(e) => panic!("cannot create PMD {}: {e}", cfg.id),
+        }
+    }
+
+    /// [`Pmd::new`], or why the PMD cannot register.
+    pub fn try_new(dp: Arc<Datapath>, cfg: PmdConfig) -> Result<Self, crate::rcu::RcuError> {
+        let mut rcu = dp.rcu().register(&format!("pmd{}", cfg.id))?;
+        rcu.offline();
+        Ok(Pmd {
             dp,
             id: cfg.id,
-            emc: ExactMatchCache::new(cfg.emc_entries),
-            hits: RuleHits {
-                hits: Vec::with_capacity(BATCH_SIZE),
+            rcu,
+            standalone: true,
+            walker: Walker {
+                emc: ExactMatchCache::new(cfg.emc_entries),
+                hits: RuleHits {
+                    hits: Vec::with_capacity(BATCH_SIZE),
+                },
+                eg: Egress {
+                    pool: PacketPool::new(cfg.pool_size),
+                    tx: Vec::new(),
+                    tx_dirty: Vec::new(),
+                    acc: Vec::new(),
+                    acc_dirty: Vec::new(),
+                    stats: PmdStats::default(),
+                    in_idx: None,
+                    last_port: None,
+                    gone: Vec::with_capacity(4),
+                    hb: None,
+                },
+                dests: Vec::with_capacity(64),
+                scratch: Box::new(Scratch {
+                    keys: [FlowKey::ZERO; BATCH_SIZE],
+                    layers: [Layers::default(); BATCH_SIZE],
+                    hashes: [0; BATCH_SIZE],
+                    verdicts: [Verdict::Normal; BATCH_SIZE],
+                }),
+                shared: Arc::new(PmdShared::default()),
             },
-            eg: Egress {
-                pool: PacketPool::new(cfg.pool_size),
-                tx: Vec::new(),
-                tx_dirty: Vec::new(),
-                acc: Vec::new(),
-                acc_dirty: Vec::new(),
-                stats: PmdStats::default(),
-                in_idx: None,
-                last_port: None,
-            },
-            dests: Vec::with_capacity(64),
-            scratch: Box::new(Scratch {
-                keys: [FlowKey::ZERO; BATCH_SIZE],
-                layers: [Layers::default(); BATCH_SIZE],
-                hashes: [0; BATCH_SIZE],
-                verdicts: [Verdict::Normal; BATCH_SIZE],
-            }),
             rx_batch: Some(PacketBatch::new()),
-            shared: Arc::new(PmdShared::default()),
-        }
+        })
     }
 
     /// The PMD's id.
@@ -726,41 +866,143 @@ impl Pmd {
 
     /// Its totals.
     pub fn stats(&self) -> &PmdStats {
-        &self.eg.stats
+        &self.walker.eg.stats
     }
 
     /// The totals other threads can read while it runs.
     pub fn shared(&self) -> Arc<PmdShared> {
-        Arc::clone(&self.shared)
+        Arc::clone(&self.walker.shared)
     }
 
     /// Its exact-match cache counters.
     pub fn emc_stats(&self) -> crate::cache::EmcStats {
-        self.emc.stats()
+        self.walker.emc.stats()
     }
 
     /// Its buffer pool (e.g. to check that no buffer leaked).
     pub fn pool(&self) -> &PacketPool {
-        &self.eg.pool
+        &self.walker.eg.pool
     }
 
     /// Its buffer pool, writable (tests hand buffers back through it).
     pub fn pool_mut(&mut self) -> &mut PacketPool {
-        &mut self.eg.pool
+        &mut self.walker.eg.pool
+    }
+
+    /// Turns this PMD into a thread's PMD: it stays online in the rcu
+    /// domain (announcing quiescent points at batch boundaries) and beats
+    /// `hb`.
+    pub(crate) fn attach_thread(&mut self, hb: Heartbeat) {
+        self.standalone = false;
+        self.walker.eg.hb = Some(hb);
+        self.rcu.online();
+    }
+
+    /// The thread's heartbeat, if attached.
+    pub(crate) fn heartbeat(&mut self) -> Option<&mut Heartbeat> {
+        self.walker.eg.hb.as_mut()
+    }
+
+    /// Goes offline in the rcu domain and idle for the watchdog (before a
+    /// sleep); [`Pmd::wake`] undoes it.
+    pub(crate) fn park(&mut self) {
+        self.rcu.offline();
+        if let Some(hb) = self.walker.eg.hb.as_mut() {
+            hb.idle();
+        }
+    }
+
+    /// Back from [`Pmd::park`].
+    pub(crate) fn wake(&mut self) {
+        if let Some(hb) = self.walker.eg.hb.as_mut() {
+            hb.busy();
+        }
+        self.rcu.online();
+    }
+
+    /// Before touching published state.
+    #[inline]
+    fn enter(&mut self) {
+        if self.standalone {
+            self.rcu.online();
+        }
+    }
+
+    /// At a batch boundary: hand "device gone" reports to the control side,
+    /// then announce a quiescent point (or go offline when driven by hand).
+    #[inline]
+    fn boundary(&mut self) {
+        if !self.walker.eg.gone.is_empty() {
+            for r in self.walker.eg.gone.drain(..) {
+                self.dp.report_gone(r);
+            }
+        }
+        if self.standalone {
+            self.rcu.offline();
+        } else {
+            self.rcu.quiescent();
+        }
     }
 
     /// Receives one batch from every rx queue of every port and processes
-    /// each. Returns how many packets were received.
+    /// each (a snapshot per batch, a quiescent point after each). Returns
+    /// how many packets were received.
     pub fn poll(&mut self) -> usize {
-        let ports = self.dp.port_map();
         let mut batch = self.rx_batch.take().unwrap_or_default();
         let mut total = 0;
-        for e in ports.entries() {
-            for q in 0..e.port.n_rxq() {
-                if e.port.recv(q, &mut self.eg.pool, &mut batch) > 0 {
-                    total += batch.len();
-                    self.process_batch(e.ofport, &mut batch);
+        // The k-th (port, rx queue) of the current map; the map may change
+        // between batches, which at worst skips or repeats one queue.
+        let mut k = 0;
+        loop {
+            self.enter();
+            let snap = self.dp.port_table().load(&self.rcu);
+            let mut target = None;
+            let mut seen = 0;
+            for e in snap.map().iter() {
+                let n = e.vport().n_rxq();
+                if k < seen + n {
+                    target = Some((e.ofport(), e.generation(), k - seen));
+                    break;
                 }
+                seen += n;
+            }
+            let Some((ofport, generation, q)) = target else {
+                drop(snap);
+                self.boundary();
+                break;
+            };
+            let got = self.walker.recv_and_walk(
+                &self.dp,
+                snap.map(),
+                PortRef { ofport, generation },
+                q,
+                &mut batch,
+            );
+            total += got;
+            drop(snap);
+            self.boundary();
+            k += 1;
+        }
+        self.rx_batch = Some(batch);
+        total
+    }
+
+    /// Polls `rxqs` (a PMD thread's assignment) once each: per queue, a
+    /// port snapshot, one batch received and walked, a quiescent point.
+    /// Returns how many packets were received.
+    pub(crate) fn poll_assigned(&mut self, rxqs: &[super::RxqRef]) -> usize {
+        let mut batch = self.rx_batch.take().unwrap_or_default();
+        let mut total = 0;
+        for rq in rxqs {
+            self.enter();
+            let snap = self.dp.port_table().load(&self.rcu);
+            total += self
+                .walker
+                .recv_and_walk(&self.dp, snap.map(), rq.port, rq.queue, &mut batch);
+            drop(snap);
+            self.boundary();
+            if let Some(hb) = self.walker.eg.hb.as_mut() {
+                hb.beat();
             }
         }
         self.rx_batch = Some(batch);
@@ -783,18 +1025,23 @@ impl Pmd {
     /// completed to the pool (an empty `send` on every usable tx queue, as
     /// an AF_XDP PMD kicks and reaps its completion ring when it goes idle).
     pub fn flush(&mut self) {
-        let ports = self.dp.port_map();
-        self.eg.flush(&ports);
-        self.eg.commit(&ports);
+        self.enter();
+        let snap = self.dp.port_table().load(&self.rcu);
+        let ports = snap.map();
+        let eg = &mut self.walker.eg;
+        eg.flush(ports);
+        eg.commit(ports);
         let mut empty = self.rx_batch.take().unwrap_or_default();
-        for e in ports.entries() {
-            let n = e.port.state().tx_queues.load(Ordering::Acquire) as usize;
+        for e in ports.iter() {
+            let n = e.state().tx_queues.load(Ordering::Acquire) as usize;
             for q in 0..n {
                 // Nothing to send, so an error here means nothing to reap.
-                let _ = e.port.send(q, &mut empty, &mut self.eg.pool);
+                let _ = e.vport().send(q, &mut empty, &mut eg.pool);
             }
         }
         self.rx_batch = Some(empty);
+        drop(snap);
+        self.boundary();
     }
 
     /// Runs the packet walk on `batch`, received on `in_port`, and flushes
@@ -803,24 +1050,65 @@ impl Pmd {
         if batch.is_empty() {
             return;
         }
-        let Pmd {
-            dp,
+        self.enter();
+        let snap = self.dp.port_table().load(&self.rcu);
+        self.walker.walk(&self.dp, snap.map(), in_port, batch);
+        drop(snap);
+        self.boundary();
+    }
+}
+
+impl Walker {
+    /// Receives one batch from rx queue `q` of port `r` (if it is still
+    /// that port and registered) and walks it. Returns the packets received.
+    #[inline]
+    fn recv_and_walk(
+        &mut self,
+        dp: &Datapath,
+        ports: &PortMap,
+        r: PortRef,
+        q: usize,
+        batch: &mut PacketBatch,
+    ) -> usize {
+        let Some(e) = ports.get(r.ofport) else {
+            return 0;
+        };
+        if e.generation() != r.generation || !e.state().registered.load(Ordering::Acquire) {
+            return 0;
+        }
+        if let Some(hb) = self.eg.hb.as_mut() {
+            hb.rx(r.ofport, q as u32);
+        }
+        let n = e.vport().recv(q, &mut self.eg.pool, batch);
+        if n > 0 {
+            let n = batch.len();
+            self.walk(dp, ports, r.ofport, batch);
+            return n;
+        }
+        0
+    }
+
+    /// The packet walk (module docs) of `batch`, received on `in_port`,
+    /// against `ports`.
+    fn walk(&mut self, dp: &Datapath, ports: &PortMap, in_port: PortNo, batch: &mut PacketBatch) {
+        if batch.is_empty() {
+            return;
+        }
+        let Walker {
             emc,
             hits,
             eg,
             dests,
             shared,
             scratch: sc,
-            ..
         } = self;
-        let ports = dp.port_map();
         let cls = dp.flow_table().snapshot();
         let now = dp.clock().now();
         let now_secs = dp.clock().secs(now);
         let generation = cls.generation();
         let bridge = cls.is_empty();
         let macs = dp.mac_table();
-        eg.begin(&ports, in_port);
+        eg.begin(ports, in_port);
         eg.stats.batches += 1;
 
         // Stage 1: keys and hashes for the whole batch.
@@ -884,7 +1172,7 @@ impl Pmd {
             run_actions(
                 eg,
                 dests,
-                &ports,
+                ports,
                 macs,
                 actions,
                 pkt,
@@ -896,8 +1184,8 @@ impl Pmd {
             );
         }
 
-        eg.flush(&ports);
-        eg.commit(&ports);
+        eg.flush(ports);
+        eg.commit(ports);
         hits.commit(now);
         let s = &eg.stats;
         shared.batches.store(s.batches, Ordering::Relaxed);

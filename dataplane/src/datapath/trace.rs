@@ -69,8 +69,8 @@ impl TraceCtx<'_> {
     fn emit(&mut self, port: PortNo, pkt: &Packet) {
         let verdict = match self.ports.get(port) {
             None => Err(DropReason::NoPort),
-            Some(e) => e.port.state().output_check().and_then(|_| {
-                if pkt.len() > e.port.mtu() {
+            Some(e) => e.state().output_check().and_then(|_| {
+                if pkt.len() > e.vport().mtu() {
                     Err(DropReason::MtuExceeded)
                 } else {
                     Ok(())
@@ -94,9 +94,9 @@ impl ActionContext for TraceCtx<'_> {
 
     fn flood(&mut self, in_port: PortNo, pkt: &Packet) {
         let ports = self.ports;
-        for e in ports.entries() {
-            if e.ofport != in_port {
-                self.emit(e.ofport, pkt);
+        for e in ports.iter() {
+            if e.ofport() != in_port {
+                self.emit(e.ofport(), pkt);
             }
         }
     }
@@ -171,25 +171,29 @@ impl Datapath {
                 }
             }
         }
-        let ports = self.port_map();
-        let mut ctx = TraceCtx {
-            dp: self,
-            ports: &ports,
-            in_port,
-            now_secs: self.now_secs(),
-            outputs: Vec::new(),
-            frames: Vec::new(),
-            output_drops: Vec::new(),
-            hint: None,
-        };
-        let result = execute(&t.actions, &mut pkt, &mut key, &mut layers, &mut ctx);
-        let TraceCtx {
-            outputs,
-            frames,
-            output_drops,
-            hint,
-            ..
-        } = ctx;
+        // Under the `ports` lock (control side, no rcu participant); the
+        // flow table and MAC table below it are downward in the hierarchy.
+        let (outputs, frames, output_drops, hint, result) = self.port_table().with_map(|ports| {
+            let mut ctx = TraceCtx {
+                dp: self,
+                ports,
+                in_port,
+                now_secs: self.now_secs(),
+                outputs: Vec::new(),
+                frames: Vec::new(),
+                output_drops: Vec::new(),
+                hint: None,
+            };
+            let result = execute(&t.actions, &mut pkt, &mut key, &mut layers, &mut ctx);
+            let TraceCtx {
+                outputs,
+                frames,
+                output_drops,
+                hint,
+                ..
+            } = ctx;
+            (outputs, frames, output_drops, hint, result)
+        });
         if outputs.is_empty() {
             t.dropped = Some(match (output_drops.first(), result) {
                 (Some(&(_, r)), _) => r,

@@ -534,7 +534,41 @@ impl MemoryPort {
     }
 }
 
+impl MemoryPort {
+    /// Frees every buffer on the port's rings (see
+    /// [`Vport::release_buffers`]); counted in `released`. Takes the
+    /// generator and sink ends too, so call it only once the port is out of
+    /// the PMDs' reach (teardown, or a test's final tally).
+    pub fn release_all(&self) -> u64 {
+        let mut n = 0;
+        let drain = |c: &Mutex<Consumer<Packet>>| {
+            let mut c = take(c);
+            let mut k = 0u64;
+            while c.pop().is_ok() {
+                k += 1;
+            }
+            k
+        };
+        for q in self.rxqs.iter() {
+            n += drain(&q.rx.cons);
+            n += drain(&q.fill.cons);
+        }
+        for q in self.txqs.iter() {
+            let k = drain(&q.tx.cons) + drain(&q.completion.cons);
+            q.outstanding
+                .fetch_sub(usize::try_from(k).unwrap_or(0), Ordering::Relaxed);
+            n += k;
+        }
+        bump(&self.counters.released, n);
+        n
+    }
+}
+
 impl Vport for MemoryPort {
+    fn release_buffers(&self) -> u64 {
+        self.release_all()
+    }
+
     fn name(&self) -> &str {
         &self.name
     }

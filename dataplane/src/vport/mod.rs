@@ -98,6 +98,14 @@ pub trait Vport: Send + Sync {
         batch: &mut PacketBatch,
         pool: &mut PacketPool,
     ) -> Result<usize, TxError>;
+    /// Deletion step 5: called once, by the reclaimer, after the port was
+    /// deleted and no PMD can reach it any more. Frees every buffer the
+    /// device still holds (rx and fill rings, frames in flight on tx, the
+    /// completion ring) and returns how many, so the owner can account
+    /// for them. A device that holds no buffers keeps the default.
+    fn release_buffers(&self) -> u64 {
+        0
+    }
 }
 
 #[cfg(test)]
