@@ -505,6 +505,7 @@ impl RuleHits {
 /// least 1; a 0 would still not loop or panic (queue 0, and the flush-time
 /// re-check drops the packet). The single-queue case skips the division.
 #[inline]
+#[cfg(not(feature = "legacy-semantics"))]
 fn tx_queue(hash: u64, n: u32) -> usize {
     match n {
         0 | 1 => 0,
