@@ -19,9 +19,9 @@
 //! # Layout (what the lookup touches)
 //! A subtable keeps the list of key words its mask touches, so hashing and
 //! comparing skip the words it does not care about (OVS's miniflow idea,
-//! reduced to word granularity). The hash sums one folded 64×128-bit multiply
-//! per touched word (independent terms, so they run in parallel) and folds
-//! the sum once more.
+//! reduced to word granularity). The hash, [`FlowKey::fast_hash_masked`],
+//! sums one folded 64×64→128-bit multiply per touched word (independent
+//! terms, so they run in parallel) and folds the sum once more.
 //!
 //! Most probes miss: a packet matches at most a few of the subtables it is
 //! tried against. So each subtable header carries a bit filter with one bit
@@ -108,32 +108,6 @@ const FILTER_MIN_BITS: usize = 1024;
 const FILTER_BITS_PER_ENTRY: usize = 8;
 /// Largest filter, in bits (128 KiB).
 const FILTER_MAX_BITS: usize = 1 << 20;
-
-/// 64×64→128-bit multiply folded to 64 bits (lo ^ hi): one `mul`, and every
-/// output bit depends on every input bit of `a`.
-#[inline]
-fn fold_mul(a: u64, b: u64) -> u64 {
-    let p = u128::from(a) * u128::from(b);
-    (p as u64) ^ ((p >> 64) as u64)
-}
-
-/// Per-word-position seeds, so equal values in different words hash apart.
-const WORD_SEEDS: [u64; KEY_WORDS] = [
-    0x243f_6a88_85a3_08d3,
-    0x1319_8a2e_0370_7344,
-    0xa409_3822_299f_31d0,
-    0x082e_fa98_ec4e_6c89,
-    0x4528_21e6_38d0_1377,
-    0xbe54_66cf_34e9_0c6c,
-    0xc0ac_29b7_c97c_50dd,
-    0x3f84_d5b5_b547_0917,
-    0x9216_d5d9_8979_fb1b,
-    0xd131_0ba6_98df_b5ac,
-    0x2ffd_72db_d01a_dfb7,
-    0xb8e1_afed_6a26_7e96,
-];
-const HASH_MUL: u64 = 0x9e37_79b9_7f4a_7c15;
-const HASH_FINAL: u64 = 0xff51_afd7_ed55_8ccd;
 
 /// Slot position: hash bits 32.. (shard index uses bits 0..16, tag 16..48).
 #[inline]
@@ -412,18 +386,12 @@ impl Subtable {
         &self.words[..self.n_words]
     }
 
-    /// Hash of `key & mask`, reading only the words the mask touches. The
-    /// per-word terms are independent (no multiply chain), so the CPU
-    /// computes them in parallel; one final fold mixes the sum.
+    /// Hash of `key & mask`, reading only the words the mask touches
+    /// ([`FlowKey::fast_hash_masked`]: independent per-word terms, so the CPU
+    /// computes them in parallel; one final fold mixes the sum).
     #[inline]
     fn hash(&self, key: &FlowKey) -> u64 {
-        let mut h: u64 = 0;
-        for &w in self.mask_words() {
-            let w = w as usize;
-            let v = key.words[w] & self.mask.words[w];
-            h = h.wrapping_add(fold_mul(v ^ WORD_SEEDS[w], HASH_MUL));
-        }
-        fold_mul(h ^ self.n_words as u64, HASH_FINAL)
+        key.fast_hash_masked(&self.mask, self.mask_words())
     }
 
     #[inline]
