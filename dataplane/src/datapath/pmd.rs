@@ -899,6 +899,14 @@ impl Pmd {
         self.rcu.online();
     }
 
+    /// Back to a PMD driven by hand (its thread is exiting): offline in
+    /// the rcu domain, heartbeat retired.
+    pub(crate) fn detach_thread(&mut self) {
+        self.standalone = true;
+        self.walker.eg.hb = None;
+        self.rcu.offline();
+    }
+
     /// The thread's heartbeat, if attached.
     pub(crate) fn heartbeat(&mut self) -> Option<&mut Heartbeat> {
         self.walker.eg.hb.as_mut()

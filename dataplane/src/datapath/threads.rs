@@ -337,4 +337,5 @@ fn pmd_loop(
         }
     }
     pmd.flush();
+    pmd.detach_thread();
 }
