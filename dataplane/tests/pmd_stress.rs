@@ -329,14 +329,23 @@ fn four_pmds_forward_while_ports_churn_and_flows_change() {
         + gen_fresh.load(Ordering::Relaxed);
     let home: u64 = pmds.iter().map(|p| p.pool().available() as u64).sum();
     let released: u64 = ever.iter().map(|p| p.counters().released).sum();
-    assert_eq!(created, home + released + refused, "buffers leaked");
+    let pmd_released: u64 = stats.iter().map(|s| s.buffers_released).sum();
+    assert_eq!(
+        created,
+        home + released + refused + pmd_released,
+        "buffers leaked"
+    );
+    // Pools never grow: nothing on the packet path allocates.
+    for p in &pmds {
+        assert!(p.pool().available() <= p.pool().created());
+    }
 
     let reasons: Vec<(DropReason, u64)> = total.drops.nonzero().collect();
     println!(
         "stress: {} control ops (port add/del {}, admin {}, carrier {}, tx_queues {}, running {}) \
          in {:.2?}; flows +{flow_adds} -{flow_dels}; ports deleted {deleted}, destroyed {}; \
          injected {injected}, rx {}, copies {}, tx {}, sunk {sunk}, batches {}, tx retries {}, \
-         drops {}: {reasons:?}; buffers created {created}, home {home}, released {released}; \
+         drops {}: {reasons:?}; buffers created {created}, home {home}, released by ports {released} and PMDs {pmd_released}; \
          total {:.2?}",
         CONTROL_OPS,
         ops[0],

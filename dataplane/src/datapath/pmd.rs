@@ -44,6 +44,25 @@
 //! `rx + copies == tx + drops` holds at every batch boundary
 //! ([`PmdStats::balanced`]), and per ingress port as well.
 //!
+//! # Buffers
+//! A PMD's pool never holds more than it created and never grows. Receiving
+//! pays one pool buffer per frame into the port's fill ring; sending moves
+//! the buffer to the port; the next `send` on that tx queue returns
+//! completed buffers to the sender's pool. When PMDs share a tx queue a
+//! completion can come home to another PMD than the one that sent it, so
+//! buffers migrate: a buffer freed into a pool that is already full is
+//! released and counted ([`PmdStats::buffers_released`]), and an idle PMD
+//! reaps completions on every queue so a pool that ran dry refills.
+//!
+//! # Rcu and the port table
+//! Every batch runs against one port snapshot loaded through the PMD's rcu
+//! participant and dropped before the quiescent point that ends the batch.
+//! Tx batches remember their port by [`PortRef`] and resolve it again when
+//! flushed; a `TxError::Gone` send marks the port unregistered and queues a
+//! report for the control side ([`Datapath::process_port_requests`]). A PMD
+//! driven by hand is rcu-offline between calls; a PMD thread stays online
+//! and announces a quiescent point after every batch.
+//!
 //! [`PortState::output_check`]: crate::vport::PortState::output_check
 
 use super::Datapath;
@@ -121,6 +140,9 @@ pub struct PmdStats {
     pub tx_retries: u64,
     /// Sends that reported the device gone.
     pub tx_gone: u64,
+    /// Buffers freed instead of pooled because the pool was already full
+    /// (see the module docs, "Buffers").
+    pub buffers_released: u64,
 }
 
 impl PmdStats {
@@ -262,10 +284,24 @@ impl Egress {
         }
     }
 
+    /// Returns a buffer to the pool — or, when the pool already holds every
+    /// buffer it created, frees it and counts it (`buffers_released`). That
+    /// happens when PMDs share a tx queue: completions come home to
+    /// whichever PMD sends on the queue next, so buffers migrate between
+    /// pools; a pool never grows past what it created (no allocation).
+    #[inline]
+    fn give_back(&mut self, pkt: Packet) {
+        if self.pool.available() < self.pool.created() {
+            self.pool.free(pkt);
+        } else {
+            self.stats.buffers_released += 1;
+        }
+    }
+
     /// Drops `pkt`: its buffer goes back to the pool.
     #[inline]
     fn drop_pkt(&mut self, pkt: Packet, reason: DropReason, egress: Option<usize>) {
-        self.pool.free(pkt);
+        self.give_back(pkt);
         self.count_drop(reason, 1, egress);
     }
 
@@ -355,10 +391,17 @@ impl Egress {
     fn drop_queue(&mut self, idx: usize, q: usize, reason: DropReason) -> (u64, u64) {
         let mut n = 0;
         let mut bytes = 0;
-        for p in self.tx[idx].queues[q].drain() {
+        let Egress {
+            tx, pool, stats, ..
+        } = self;
+        for p in tx[idx].queues[q].drain() {
             n += 1;
             bytes += p.len() as u64;
-            self.pool.free(p);
+            if pool.available() < pool.created() {
+                pool.free(p);
+            } else {
+                stats.buffers_released += 1;
+            }
         }
         self.count_drop(reason, n, Some(idx));
         (n, bytes)
@@ -709,7 +752,7 @@ impl PacketCtx<'_> {
         } else {
             self.hint = Some(DropReason::Malformed);
         }
-        self.eg.pool.free(tmp);
+        self.eg.give_back(tmp);
     }
 }
 
@@ -1018,6 +1061,30 @@ impl Pmd {
         total
     }
 
+    /// Reaps tx completions on every port's usable tx queues into the pool
+    /// (an empty `send` each, as an AF_XDP PMD reaps its completion rings
+    /// when idle): buffers that went out through a queue another PMD now
+    /// serves come home, so a PMD whose pool ran dry can receive again.
+    pub(crate) fn reap(&mut self) {
+        self.enter();
+        let snap = self.dp.port_table().load(&self.rcu);
+        let mut empty = self.rx_batch.take().unwrap_or_default();
+        let pool = &mut self.walker.eg.pool;
+        for e in snap.map().iter() {
+            if pool.available() >= pool.created() {
+                break;
+            }
+            let n = e.state().tx_queues.load(Ordering::Acquire) as usize;
+            for q in 0..n {
+                // Nothing to send: an error only means nothing to reap.
+                let _ = e.vport().send(q, &mut empty, pool);
+            }
+        }
+        self.rx_batch = Some(empty);
+        drop(snap);
+        self.boundary();
+    }
+
     /// Polls until a round receives nothing; returns the packets received.
     pub fn run_until_idle(&mut self) -> usize {
         let mut total = 0;
@@ -1261,10 +1328,10 @@ fn run_actions(
         }
         match last {
             Some(p) => eg.enqueue(ports, p, pkt, hash),
-            None => eg.pool.free(pkt),
+            None => eg.give_back(pkt),
         }
     } else {
         // Every output got its own copy as it happened.
-        eg.pool.free(pkt);
+        eg.give_back(pkt);
     }
 }

@@ -32,6 +32,8 @@
 //!         snapshot = port_table.load(rcu)     // one per batch
 //!         heartbeat.rx(port, queue); recv ≤ 32; walk; flush (heartbeat.tx)
 //!         drop snapshot; rcu.quiescent(); heartbeat.beat()
+//!     if nothing received: reap tx completions into the pool (first empty
+//!         round and before each sleep)
 //!     if nothing received K rounds in a row:
 //!         rcu.offline(); heartbeat.idle(); sleep(d); heartbeat.busy(); rcu.online()
 //!         d = min(2d, max)                    // 10 µs → 1 ms by default
@@ -329,6 +331,10 @@ fn pmd_loop(
             continue;
         }
         empty = empty.saturating_add(1);
+        if empty == 1 || empty >= backoff.empty_rounds {
+            // Idle: collect completions first (a dry pool cannot receive).
+            pmd.reap();
+        }
         if empty >= backoff.empty_rounds {
             pmd.park();
             std::thread::park_timeout(sleep);
