@@ -1222,22 +1222,23 @@ fn deleted_port_is_torn_down_once_after_the_grace_period_with_its_buffers_counte
     assert_eq!(last.tx_packets, 5);
     sw.dp.reclaim();
     assert_eq!(sw.dp.retired().ports, 0, "teardown waits for every PMD");
-    assert_eq!(sw.port(2).counters().released, 0);
+    assert_eq!(sw.port(2).counters().returned, 0);
     other.quiescent();
     sw.dp.reclaim();
     sw.dp.reclaim();
     let r = sw.dp.retired();
     assert_eq!(r.ports, 1, "exactly once");
-    assert_eq!(r.buffers_released, 5);
+    assert_eq!(r.buffers_returned, 5);
     assert_eq!(r.stats.tx_packets, 5);
-    assert_eq!(sw.port(2).counters().released, 5);
+    assert_eq!(sw.port(2).counters().returned, 5);
+    assert_eq!(sw.port(2).counters().released, 0);
+    assert_eq!(sw.dp.spare_buffers(), 5);
     let s = sw.dp.port_table().stats();
     assert_eq!((s.deleted, s.destroyed, s.protocol_violations), (1, 1, 0));
-    // The PMD's pool: every buffer is home or released by the teardown.
+    // The teardown handed the five buffers back; the PMD takes them home.
     sw.pmd.flush();
-    let pool = sw.pmd.pool();
-    assert_eq!(
-        pool.available() as u64 + r.buffers_released,
-        pool.created() as u64
-    );
+    assert_eq!(sw.pmd.pool().available() + 5, sw.pmd.pool().created());
+    sw.pmd.reap();
+    assert_eq!(sw.pmd.pool().available(), sw.pmd.pool().created());
+    assert_eq!(sw.dp.spare_buffers(), 0);
 }

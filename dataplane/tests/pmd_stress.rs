@@ -319,9 +319,10 @@ fn four_pmds_forward_while_ports_churn_and_flows_change() {
     assert_eq!(dev_received, total.rx_packets);
     assert_eq!(dev_sent, total.tx_packets);
 
-    // Buffers: every buffer created (PMD pools, generator) is in a pool or
-    // was released and counted (teardown, full rings, the generator's
-    // refused injections) once the rings are emptied.
+    // Buffers: every buffer created (PMD pools, generator) is in a pool, in
+    // the stash deleted ports returned theirs to, or was released and
+    // counted (full rings, pools already full, the generator's refused
+    // injection) once the live ports' rings are emptied.
     for p in &ever {
         p.release_all();
     }
@@ -330,9 +331,12 @@ fn four_pmds_forward_while_ports_churn_and_flows_change() {
     let home: u64 = pmds.iter().map(|p| p.pool().available() as u64).sum();
     let released: u64 = ever.iter().map(|p| p.counters().released).sum();
     let pmd_released: u64 = stats.iter().map(|s| s.buffers_released).sum();
+    let spare = dp.spare_buffers() as u64;
+    let returned: u64 = ever.iter().map(|p| p.counters().returned).sum();
+    assert_eq!(retired.buffers_returned, returned);
     assert_eq!(
         created,
-        home + released + refused + pmd_released,
+        home + spare + released + refused + pmd_released,
         "buffers leaked"
     );
     // Pools never grow: nothing on the packet path allocates.
@@ -345,7 +349,8 @@ fn four_pmds_forward_while_ports_churn_and_flows_change() {
         "stress: {} control ops (port add/del {}, admin {}, carrier {}, tx_queues {}, running {}) \
          in {:.2?}; flows +{flow_adds} -{flow_dels}; ports deleted {deleted}, destroyed {}; \
          injected {injected}, rx {}, copies {}, tx {}, sunk {sunk}, batches {}, tx retries {}, \
-         drops {}: {reasons:?}; buffers created {created}, home {home}, released by ports {released} and PMDs {pmd_released}; \
+         drops {}: {reasons:?}; buffers created {created}, in pools {home}, returned by deleted ports {returned} \
+         (still spare {spare}), released by ports {released} and PMDs {pmd_released}; \
          total {:.2?}",
         CONTROL_OPS,
         ops[0],

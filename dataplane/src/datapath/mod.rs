@@ -53,8 +53,9 @@
 //!   false`, unlink, PMDs drop tx batches still addressed to the port when
 //!   they flush (a tx batch names its port by [`PortRef`] and is resolved
 //!   again), teardown by the reclaimer after a grace period, and the destroy
-//!   hook releases and counts the buffers the device still held
-//!   ([`Vport::release_buffers`]) and folds the port's final counters into
+//!   hook takes back the buffers the device still held
+//!   ([`Vport::release_buffers`]) into a spare stash idle PMDs refill their
+//!   pools from, and folds the port's final counters into
 //!   [`Datapath::retired`], so totals over live and retired ports stay exact.
 //! * A send that returns `TxError::Gone` (ENETDOWN/ENXIO) is never retried:
 //!   the PMD sets `registered = false` and reports the port through a
@@ -95,6 +96,7 @@ pub use trace::Trace;
 use crate::classifier::FlowTable;
 use crate::flow_key::PortNo;
 use crate::learning::{FdbEntry, MacTable};
+use crate::packet::{Packet, PacketPool};
 use crate::port_table::{DestroyHook, PortCounters, PortTable, PortTableError};
 use crate::rcu::Rcu;
 use crate::vport::Vport;
@@ -217,9 +219,9 @@ pub struct RetiredPorts {
     pub ports: u64,
     /// Their final counters, summed.
     pub stats: PortStats,
-    /// Buffers their devices still held at teardown, released then
-    /// (deletion step 5).
-    pub buffers_released: u64,
+    /// Buffers their devices still held at teardown, handed back then
+    /// (deletion step 5) to the spare stash PMDs refill their pools from.
+    pub buffers_returned: u64,
 }
 
 #[derive(Default)]
@@ -227,6 +229,10 @@ struct Retired {
     ports: AtomicU64,
     counters: PortCounters,
     buffers: AtomicU64,
+    /// Buffers returned by torn-down ports, waiting for a PMD whose pool is
+    /// short. A leaf lock: the reclaimer holds it while a teardown hands
+    /// buffers over; an idle PMD only `try_lock`s it (never waits).
+    spare: Mutex<Vec<Packet>>,
 }
 
 /// One switch: ports, flow table, MAC table (see the module docs).
@@ -270,7 +276,9 @@ impl Datapath {
         let r = retired.clone();
         let hook: DestroyHook = Arc::new(move |e: &PortEntry| {
             // Deletion step 5, in the reclaimer: no PMD can reach the port.
-            let buffers = e.vport().release_buffers();
+            let mut spare = r.spare.lock().unwrap_or_else(|p| p.into_inner());
+            let buffers = e.vport().release_buffers(&mut |p| spare.push(p));
+            drop(spare);
             r.counters.add_stats(&e.counters().snapshot());
             r.buffers.fetch_add(buffers, Ordering::Relaxed);
             r.ports.fetch_add(1, Ordering::Release);
@@ -440,8 +448,35 @@ impl Datapath {
         RetiredPorts {
             ports: self.retired.ports.load(Ordering::Acquire),
             stats: self.retired.counters.snapshot(),
-            buffers_released: self.retired.buffers.load(Ordering::Relaxed),
+            buffers_returned: self.retired.buffers.load(Ordering::Relaxed),
         }
+    }
+
+    /// Buffers returned by torn-down ports and not yet taken by a PMD.
+    pub fn spare_buffers(&self) -> usize {
+        self.retired
+            .spare
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+
+    /// Refills `pool` up to what it created from the spare stash, without
+    /// waiting (an idle PMD's call; `0` if the stash is busy). Returns how
+    /// many buffers moved.
+    pub(crate) fn take_spare(&self, pool: &mut PacketPool) -> usize {
+        let mut spare = match self.retired.spare.try_lock() {
+            Ok(s) => s,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return 0,
+        };
+        let mut n = 0;
+        while pool.available() < pool.created() {
+            let Some(p) = spare.pop() else { break };
+            pool.free(p);
+            n += 1;
+        }
+        n
     }
 
     /// The port with `ofport`.

@@ -52,7 +52,8 @@
 //! completion can come home to another PMD than the one that sent it, so
 //! buffers migrate: a buffer freed into a pool that is already full is
 //! released and counted ([`PmdStats::buffers_released`]), and an idle PMD
-//! reaps completions on every queue so a pool that ran dry refills.
+//! reaps completions on every queue, and takes the buffers deleted ports
+//! returned, so a pool that ran dry refills ([`Pmd::reap`]).
 //!
 //! # Rcu and the port table
 //! Every batch runs against one port snapshot loaded through the PMD's rcu
@@ -1061,11 +1062,14 @@ impl Pmd {
         total
     }
 
-    /// Reaps tx completions on every port's usable tx queues into the pool
-    /// (an empty `send` each, as an AF_XDP PMD reaps its completion rings
-    /// when idle): buffers that went out through a queue another PMD now
-    /// serves come home, so a PMD whose pool ran dry can receive again.
-    pub(crate) fn reap(&mut self) {
+    /// Refills the pool when it is short: from the buffers torn-down ports
+    /// returned ([`Datapath::spare_buffers`]), then by reaping tx
+    /// completions on every port's usable tx queues (an empty `send` each,
+    /// as an AF_XDP PMD reaps its completion rings when idle) — buffers
+    /// that went out through a queue another PMD now serves come home, so
+    /// a PMD whose pool ran dry can receive again. Never waits.
+    pub fn reap(&mut self) {
+        self.dp.take_spare(&mut self.walker.eg.pool);
         self.enter();
         let snap = self.dp.port_table().load(&self.rcu);
         let mut empty = self.rx_batch.take().unwrap_or_default();

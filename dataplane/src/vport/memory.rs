@@ -162,6 +162,9 @@ pub struct MemoryPortCounters {
     /// caller's pool was already complete (a generator that brings its own
     /// buffers, or a queue shared by two PMDs).
     pub released: u64,
+    /// Buffers handed back to their owner at teardown
+    /// ([`Vport::release_buffers`]).
+    pub returned: u64,
 }
 
 #[derive(Default)]
@@ -177,6 +180,7 @@ struct Counters {
     sent_bytes: AtomicU64,
     completed: AtomicU64,
     released: AtomicU64,
+    returned: AtomicU64,
 }
 
 #[inline]
@@ -353,6 +357,7 @@ impl MemoryPort {
             sent_bytes: l(&c.sent_bytes),
             completed: l(&c.completed),
             released: l(&c.released),
+            returned: l(&c.returned),
         }
     }
 
@@ -540,11 +545,20 @@ impl MemoryPort {
     /// generator and sink ends too, so call it only once the port is out of
     /// the PMDs' reach (teardown, or a test's final tally).
     pub fn release_all(&self) -> u64 {
+        let n = self.take_all(&mut drop);
+        bump(&self.counters.released, n);
+        n
+    }
+
+    /// Hands every buffer on the port's rings to `back` (generator and sink
+    /// ends included: see [`MemoryPort::release_all`]). Returns how many.
+    fn take_all(&self, back: &mut dyn FnMut(Packet)) -> u64 {
         let mut n = 0;
-        let drain = |c: &Mutex<Consumer<Packet>>| {
+        let mut drain = |c: &Mutex<Consumer<Packet>>| {
             let mut c = take(c);
             let mut k = 0u64;
-            while c.pop().is_ok() {
+            while let Ok(p) = c.pop() {
+                back(p);
                 k += 1;
             }
             k
@@ -559,14 +573,15 @@ impl MemoryPort {
                 .fetch_sub(usize::try_from(k).unwrap_or(0), Ordering::Relaxed);
             n += k;
         }
-        bump(&self.counters.released, n);
         n
     }
 }
 
 impl Vport for MemoryPort {
-    fn release_buffers(&self) -> u64 {
-        self.release_all()
+    fn release_buffers(&self, back: &mut dyn FnMut(Packet)) -> u64 {
+        let n = self.take_all(back);
+        bump(&self.counters.returned, n);
+        n
     }
 
     fn name(&self) -> &str {

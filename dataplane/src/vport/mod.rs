@@ -12,7 +12,7 @@
 
 pub mod memory;
 
-use crate::packet::{PacketBatch, PacketPool};
+use crate::packet::{Packet, PacketBatch, PacketPool};
 use crate::stats::DropReason;
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
@@ -99,11 +99,13 @@ pub trait Vport: Send + Sync {
         pool: &mut PacketPool,
     ) -> Result<usize, TxError>;
     /// Deletion step 5: called once, by the reclaimer, after the port was
-    /// deleted and no PMD can reach it any more. Frees every buffer the
+    /// deleted and no PMD can reach it any more. Hands every buffer the
     /// device still holds (rx and fill rings, frames in flight on tx, the
-    /// completion ring) and returns how many, so the owner can account
-    /// for them. A device that holds no buffers keeps the default.
-    fn release_buffers(&self) -> u64 {
+    /// completion ring) to `back` — the datapath returns them to the PMDs'
+    /// pools — and returns how many. A device that holds no buffers keeps
+    /// the default.
+    fn release_buffers(&self, back: &mut dyn FnMut(Packet)) -> u64 {
+        let _ = back;
         0
     }
 }
