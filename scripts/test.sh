@@ -13,6 +13,11 @@ cargo clippy --workspace --all-targets -- -D warnings
 echo "== unit, property, integration and differential tests"
 cargo test --workspace --release
 
+echo "== PMD stress: 4 PMD threads, 10,000 port operations, concurrent flow changes"
+cargo test -p xswitch-dataplane --release --test pmd_stress
+echo "== the same with legacy-semantics: passes only because the watchdog reports the stuck PMD"
+cargo test -p xswitch-dataplane --release --features legacy-semantics --test pmd_stress
+
 echo "== loom model of the port-deletion protocol"
 RUSTFLAGS="--cfg loom" cargo test -p xswitch-dataplane --release --test loom_reclaim \
     --target-dir target/loom
