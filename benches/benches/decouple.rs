@@ -61,11 +61,24 @@
 //!
 //! The machine this runs on has 2 cores shared with other jobs, and the pmd
 //! spins, so with churn on three busy threads share two CPUs: some install
-//! latency is waiting for a CPU, not for a lock. The installer's run-queue
-//! wait and context switches (Linux `schedstat` and `status`; voluntary =
-//! blocked, e.g. on a futex; involuntary = preempted) are printed per
-//! scenario to tell the two apart, with the churn thread's own port-op
-//! latencies (how long a global-mutex install can be stuck behind one).
+//! latency is waiting for a CPU, not for a lock. Per scenario the bench
+//! prints where each install's time went — the wait before its operation
+//! started (the global mutex; nothing when decoupled) and the table
+//! operation itself — the installer's run-queue wait and context switches
+//! (Linux `schedstat` and `status`; voluntary = blocked, e.g. on a futex;
+//! involuntary = preempted), how many port operations completed while an
+//! install was in flight, and the churn thread's own port-op latencies (how
+//! long a global-mutex install can be stuck behind one).
+//!
+//! With a spinning pmd on one of two cores, the churn thread and the
+//! installer time-share the other one, and the scheduler then serialises
+//! them more than the mutex does: the installer mostly runs while the churn
+//! thread is off the CPU and not holding anything. `--pmd-backoff`
+//! (`cargo bench -p xswitch-benches --bench decouple -- --pmd-backoff`) is
+//! the diagnostic for that: the pmd does one batch per millisecond and is
+//! offline in between, as an idle PMD backs off, so the two writers get a
+//! core each — as they do on a switch whose PMDs have dedicated cores — and
+//! the lock is what remains between them.
 //!
 //! # Modes
 //!
@@ -120,6 +133,9 @@ const FULL_INSTALLS: usize = 500_000;
 const FULL_ROUNDS: usize = 10;
 const SHORT_INSTALLS: usize = 500;
 const SHORT_ROUNDS: usize = 2;
+/// The pmd's sleep between batches with `--pmd-backoff` (the reclaimer's
+/// polling interval: wake-ups as rare as the reclaimer's).
+const PMD_BACKOFF: Duration = Duration::from_millis(1);
 /// How long to wait for a helper thread to get going before giving up.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -129,6 +145,16 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 struct Tables {
     ports: Arc<PortTable>,
     flows: Arc<FlowTable>,
+}
+
+/// How the pmd thread runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PmdMode {
+    /// Back to back, like a PMD under load (the default).
+    Spin,
+    /// One batch, then offline for [`PMD_BACKOFF`], like an idle PMD
+    /// (`--pmd-backoff`; a diagnostic, see the module docs).
+    Backoff,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -442,7 +468,13 @@ fn elapsed_ns(t: Instant) -> u64 {
 /// Runs one scenario: a fresh switch, its threads, `warmup + installs`
 /// measured installs (the first `warmup` not recorded), then the checks
 /// that the switch ended consistent.
-fn run(variant: Variant, churn: bool, installs: usize, warmup: usize) -> Outcome {
+fn run(
+    variant: Variant,
+    churn: bool,
+    pmd_mode: PmdMode,
+    installs: usize,
+    warmup: usize,
+) -> Outcome {
     let rcu = Rcu::new();
     let tables = Tables {
         ports: Arc::new(PortTable::new(rcu.clone())),
@@ -506,6 +538,11 @@ fn run(variant: Variant, churn: bool, installs: usize, warmup: usize) -> Outcome
                 batches += 1;
                 pmd_batches.set(batches);
                 pmd_hits.set(hits);
+                if pmd_mode == PmdMode::Backoff {
+                    pmd.offline();
+                    thread::sleep(PMD_BACKOFF);
+                    pmd.online();
+                }
             }
         });
 
@@ -821,6 +858,11 @@ fn find(outcomes: &[Outcome], variant: Variant, churn: bool) -> &Outcome {
 
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
+    let pmd_mode = if std::env::args().any(|a| a == "--pmd-backoff") {
+        PmdMode::Backoff
+    } else {
+        PmdMode::Spin
+    };
     let (rounds, per_round) = if full {
         (FULL_ROUNDS, FULL_INSTALLS / FULL_ROUNDS)
     } else {
@@ -830,8 +872,13 @@ fn main() {
     assert!(warmup > WINDOW, "warm-up fills the install window");
     println!(
         "decouple: flow-install latency, {} mode: {rounds} rounds x 4 scenarios x {per_round} installs \
-         (+{warmup} warm-up each), {PERMANENT_RULES} permanent rules, churn over {CHURN_NAMES} port names",
+         (+{warmup} warm-up each), {PERMANENT_RULES} permanent rules, churn over {CHURN_NAMES} port names, \
+         pmd {}",
         if full { "full" } else { "short (no --bench)" },
+        match pmd_mode {
+            PmdMode::Spin => "spinning",
+            PmdMode::Backoff => "backing off (diagnostic: --pmd-backoff)",
+        },
     );
     let scenarios = [
         (Variant::Decoupled, false),
@@ -849,7 +896,7 @@ fn main() {
             scenarios.iter().rev().copied().collect()
         };
         for (variant, churn) in order {
-            let o = run(variant, churn, per_round, warmup);
+            let o = run(variant, churn, pmd_mode, per_round, warmup);
             check(&o, per_round);
             match outcomes
                 .iter_mut()
