@@ -63,8 +63,10 @@
 //! spins, so with churn on three busy threads share two CPUs: some install
 //! latency is waiting for a CPU, not for a lock. Per scenario the bench
 //! prints where each install's time went — the wait before its operation
-//! started (the global mutex; nothing when decoupled) and the table
-//! operation itself — the installer's run-queue wait and context switches
+//! started (the global mutex; nothing when decoupled), the table operation
+//! itself, and the release after it (the global mutex's unlock, which may
+//! wake a blocked port writer and hand it the CPU) — the installer's
+//! run-queue wait and context switches
 //! (Linux `schedstat` and `status`; voluntary = blocked, e.g. on a futex;
 //! involuntary = preempted), how many port operations completed while an
 //! install was in flight, and the churn thread's own port-op latencies (how
@@ -390,8 +392,11 @@ struct Outcome {
     /// The part of each install spent before its operation started: the
     /// global mutex's wait (0 plus a clock read when decoupled).
     outer_wait_ns: Dist,
-    /// The rest of each install: the table operation itself.
+    /// The table operation itself (incl. the `flow_table` lock).
     in_op_ns: Dist,
+    /// From the end of the operation to the return: the global mutex's
+    /// release (waking a blocked port writer); a clock read when decoupled.
+    release_ns: Dist,
     delete_ns: Dist,
     /// Port operations that completed while each install was in flight.
     ops_during_install: Dist,
@@ -412,6 +417,7 @@ impl Outcome {
             install_ns: Dist::new(Vec::new()),
             outer_wait_ns: Dist::new(Vec::new()),
             in_op_ns: Dist::new(Vec::new()),
+            release_ns: Dist::new(Vec::new()),
             delete_ns: Dist::new(Vec::new()),
             ops_during_install: Dist::new(Vec::new()),
             wall: Duration::ZERO,
@@ -430,6 +436,7 @@ impl Outcome {
         self.install_ns.absorb(o.install_ns);
         self.outer_wait_ns.absorb(o.outer_wait_ns);
         self.in_op_ns.absorb(o.in_op_ns);
+        self.release_ns.absorb(o.release_ns);
         self.delete_ns.absorb(o.delete_ns);
         self.ops_during_install.absorb(o.ops_during_install);
         self.port_add_ns.absorb(o.port_add_ns);
@@ -595,6 +602,7 @@ fn run(
         let mut install_ns = Vec::with_capacity(installs);
         let mut wait_ns = Vec::with_capacity(installs);
         let mut in_op_ns = Vec::with_capacity(installs);
+        let mut release_ns = Vec::with_capacity(installs);
         let mut delete_ns = Vec::with_capacity(installs);
         let mut ops_during = Vec::with_capacity(installs);
         let mut live: VecDeque<FlowMatch> = VecDeque::with_capacity(WINDOW + 1);
@@ -610,9 +618,11 @@ fn run(
             let m = spec.matcher;
             let before = port_ops.get();
             let t = Instant::now();
-            // `entered`: when the install got past any outer lock (both
-            // variants pay this one clock read).
-            let (entered, rule) = writers.write(|t| (Instant::now(), t.flows.add(spec)));
+            // `entered` / `left`: when the install got past any outer lock
+            // and when its operation ended, before any outer lock is
+            // released (both variants pay these two clock reads).
+            let (entered, rule, left) =
+                writers.write(|t| (Instant::now(), t.flows.add(spec), Instant::now()));
             let done = Instant::now();
             let overlapped = port_ops.get() - before;
             drop(rule);
@@ -631,7 +641,8 @@ fn run(
             if j >= warmup {
                 install_ns.push(nanos(done - t));
                 wait_ns.push(nanos(entered - t));
-                in_op_ns.push(nanos(done - entered));
+                in_op_ns.push(nanos(left - entered));
+                release_ns.push(nanos(done - left));
                 ops_during.push(overlapped);
                 delete_ns.extend(del_dt);
             }
@@ -665,6 +676,7 @@ fn run(
         out.install_ns = Dist::new(install_ns);
         out.outer_wait_ns = Dist::new(wait_ns);
         out.in_op_ns = Dist::new(in_op_ns);
+        out.release_ns = Dist::new(release_ns);
         out.delete_ns = Dist::new(delete_ns);
         out.ops_during_install = Dist::new(ops_during);
     });
@@ -724,7 +736,9 @@ fn check(o: &Outcome, installs: usize) {
         "{what}: percentiles out of order"
     );
     assert!(
-        o.outer_wait_ns.max() <= d.max() && o.in_op_ns.max() <= d.max(),
+        o.outer_wait_ns.max() <= d.max()
+            && o.in_op_ns.max() <= d.max()
+            && o.release_ns.max() <= d.max(),
         "{what}: a part longer than its whole install"
     );
     assert!(
@@ -785,26 +799,35 @@ fn print_table(outcomes: &[Outcome]) {
     }
     println!();
     println!(
-        "where an install's time went: outer-lock wait (global mutex; a clock read when decoupled) \
-         and the table operation itself (incl. the flow_table lock), in us"
+        "where an install's time went, us: wait = before its operation started (the global mutex), \
+         op = the table operation (incl. the flow_table lock), release = after it (the global mutex's \
+         unlock, which wakes a blocked port writer); decoupled pays only clock reads outside op"
+    );
+    println!(
+        "  {:<13} {:>5}  {:<7} {:>7} {:>7} {:>8} {:>9}  {:>12}",
+        "variant", "churn", "part", "p50", "p99", "p99.9", "max", ">1us share"
     );
     for o in outcomes {
-        let (w, op) = (&o.outer_wait_ns, &o.in_op_ns);
-        println!(
-            "  {:<13} churn={:<3}  wait p50 {:>6} p99 {:>7} p99.9 {:>8} max {:>9}  waited >1us {:>5.2}%  \
-             | op p50 {:>5} p99 {:>6} p99.9 {:>7} max {:>8}",
-            o.variant.name(),
-            if o.churn { "on" } else { "off" },
-            us(w.q(0.5)),
-            us(w.q(0.99)),
-            us(w.q(0.999)),
-            us(w.max()),
-            100.0 * w.share_above(1_000),
-            us(op.q(0.5)),
-            us(op.q(0.99)),
-            us(op.q(0.999)),
-            us(op.max()),
-        );
+        let parts = [
+            ("wait", &o.outer_wait_ns),
+            ("op", &o.in_op_ns),
+            ("release", &o.release_ns),
+        ];
+        for (i, (part, d)) in parts.into_iter().enumerate() {
+            let (name, churn) = if i == 0 {
+                (o.variant.name(), if o.churn { "on" } else { "off" })
+            } else {
+                ("", "")
+            };
+            println!(
+                "  {name:<13} {churn:>5}  {part:<7} {:>7} {:>7} {:>8} {:>9}  {:>11.2}%",
+                us(d.q(0.5)),
+                us(d.q(0.99)),
+                us(d.q(0.999)),
+                us(d.max()),
+                100.0 * d.share_above(1_000),
+            );
+        }
     }
     println!();
     println!("installer thread during the measurement (schedstat/status):");
