@@ -26,7 +26,8 @@
 //! * **pmd** — a PMD-like reader registered with the rcu domain: per batch of
 //!   32 keys it loads the port table and the flow-table snapshot, classifies
 //!   every key, runs each matched rule's `output` port checks, drops both
-//!   snapshots and announces a quiescent point. It spins like a PMD.
+//!   snapshots and announces a quiescent point. It spins like a busy PMD
+//!   (or backs off, with `--pmd-backoff`; see below).
 //! * **installer** (the measuring thread) — installs one rule at a time with
 //!   [`FlowTable::add`] into a table of 1,000 permanent rules and deletes it
 //!   again 16 installs later (strict delete), so the table stays at
@@ -66,9 +67,8 @@
 //! started (the global mutex; nothing when decoupled), the table operation
 //! itself, and the release after it (the global mutex's unlock, which may
 //! wake a blocked port writer and hand it the CPU) — the installer's
-//! run-queue wait and context switches
-//! (Linux `schedstat` and `status`; voluntary = blocked, e.g. on a futex;
-//! involuntary = preempted), how many port operations completed while an
+//! run-queue wait and context switches (Linux `schedstat` and `status`;
+//! voluntary = blocked, e.g. on a futex; involuntary = preempted), how many port operations completed while an
 //! install was in flight, and the churn thread's own port-op latencies (how
 //! long a global-mutex install can be stuck behind one).
 //!
@@ -90,8 +90,8 @@
 //! shared machine hits them alike; under a minute in all. Without `--bench`
 //! (`cargo test --benches`) it runs 2 rounds of 250 installs per scenario
 //! and only checks that every scenario produced sane numbers: all
-//! installs recorded, ordered percentiles, churn overlapping the measurement,
-//! lookups hitting, the table back to its size, every deleted port torn down
+//! installs recorded, ordered percentiles, pmd and churn threads live
+//! before and after the measurement, lookups hitting, the table back to its size, every deleted port torn down
 //! and no rcu protocol violation.
 
 use dataplane::actions::Action;
