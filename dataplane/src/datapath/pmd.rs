@@ -12,7 +12,7 @@
 //! 1. Load the port map and the classifier snapshot once for the batch.
 //! 2. Stage by stage over the whole batch (as OVS's `dfc_processing` /
 //!    `fast_path_processing`, so one stage's loads overlap across packets):
-//!    `extract` every key and hash it (`flow_hash`); then decide each
+//!    `extract` every key and hash it (`FlowKey::fast_hash`); then decide each
 //!    packet — a frame shorter than an Ethernet header is dropped as
 //!    `malformed`; with no rules the action list is `normal`; otherwise the
 //!    EMC, then the classifier on a miss (a miss is cached too, and dropped
@@ -636,42 +636,6 @@ fn legacy_tx_queue(hash: u64, n: u32) -> usize {
     h as usize
 }
 
-/// The flow hash of the EMC and of tx-queue choice: 12 words folded pairwise
-/// by 64×64→128-bit multiplies (six independent products, so they overlap
-/// in the pipeline; `FlowKey::hash64`'s serial chain costs about twice as
-/// much and the EMC only needs a consistent, well-mixed value).
-#[inline]
-fn flow_hash(key: &FlowKey) -> u64 {
-    const K: [u64; 13] = [
-        0x243f_6a88_85a3_08d3,
-        0x1319_8a2e_0370_7344,
-        0xa409_3822_299f_31d0,
-        0x082e_fa98_ec4e_6c89,
-        0x4528_21e6_38d0_1377,
-        0xbe54_66cf_34e9_0c6c,
-        0xc0ac_29b7_c97c_50dd,
-        0x3f84_d5b5_b547_0917,
-        0x9216_d5d9_8979_fb1b,
-        0xd131_0ba6_98df_b5ac,
-        0x2ffd_72db_d01a_dfb7,
-        0xb8e1_afed_6a26_7e96,
-        0xba7c_9045_f12c_7f99,
-    ];
-    #[inline]
-    fn fold(a: u64, b: u64) -> u64 {
-        let p = u128::from(a) * u128::from(b);
-        (p as u64) ^ ((p >> 64) as u64)
-    }
-    let w = &key.words;
-    let a = fold(w[0] ^ K[0], w[1] ^ K[1]);
-    let b = fold(w[2] ^ K[2], w[3] ^ K[3]);
-    let c = fold(w[4] ^ K[4], w[5] ^ K[5]);
-    let d = fold(w[6] ^ K[6], w[7] ^ K[7]);
-    let e = fold(w[8] ^ K[8], w[9] ^ K[9]);
-    let f = fold(w[10] ^ K[10], w[11] ^ K[11]);
-    fold(a ^ c ^ e ^ K[12], b ^ d ^ f)
-}
-
 /// True when no rewrite follows an output in `actions`: then every output
 /// emits the same bytes and they can share the packet.
 #[inline]
@@ -1197,7 +1161,7 @@ impl Walker {
         for (i, pkt) in batch.iter().enumerate() {
             bytes += pkt.len() as u64;
             sc.layers[i] = extract(pkt.data(), in_port, &mut sc.keys[i]);
-            sc.hashes[i] = flow_hash(&sc.keys[i]);
+            sc.hashes[i] = sc.keys[i].fast_hash();
         }
         eg.count_rx(n as u64, bytes);
 
