@@ -69,8 +69,8 @@ pub use format::{
 };
 
 use dataplane::actions::Action;
-use dataplane::classifier::{RuleSpec, DEFAULT_PRIORITY};
-use dataplane::flow_key::{FlowKey, FlowMatch, PortNo, KEY_WORDS};
+use dataplane::classifier::{filter_covers, RuleSpec, DEFAULT_PRIORITY};
+use dataplane::flow_key::{FlowKey, FlowMatch, PortNo};
 use fields::{col_of, shorthand, unknown_field_hint, Field, MatchBuilder, Origin};
 use lex::{next_token, Tok};
 use value::parse_u64;
@@ -106,11 +106,7 @@ impl FlowFilter {
         }
         match self.priority {
             Some(p) => rule.priority == p && rule.matcher == self.matcher,
-            None => (0..KEY_WORDS).all(|i| {
-                let fm = self.matcher.mask.words[i];
-                fm & !rule.matcher.mask.words[i] == 0
-                    && rule.matcher.key.words[i] & fm == self.matcher.key.words[i]
-            }),
+            None => filter_covers(&self.matcher, &rule.matcher),
         }
     }
 }

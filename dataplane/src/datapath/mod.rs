@@ -83,6 +83,9 @@
 //! old map can live to one batch — the property the deletion protocol needs.
 
 mod pmd;
+// PMD threads run on real OS threads with a reclaimer thread; a loom build
+// models only the reclamation protocol (tests/loom_reclaim.rs), not them.
+#[cfg(not(loom))]
 mod threads;
 mod trace;
 
@@ -90,6 +93,7 @@ pub use crate::port_table::{PortEntry, PortInfo, PortMap, PortRef, PortStats};
 #[cfg(feature = "legacy-semantics")]
 pub use pmd::LEGACY_LOOP_ESCAPE;
 pub use pmd::{Pmd, PmdConfig, PmdShared, PmdStats, TX_RETRIES};
+#[cfg(not(loom))]
 pub use threads::{Assignment, Backoff, PmdThreads, PmdThreadsConfig, RxqRef};
 pub use trace::Trace;
 

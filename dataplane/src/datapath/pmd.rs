@@ -901,6 +901,7 @@ impl Pmd {
     /// Turns this PMD into a thread's PMD: it stays online in the rcu
     /// domain (announcing quiescent points at batch boundaries) and beats
     /// `hb`.
+    #[cfg(not(loom))]
     pub(crate) fn attach_thread(&mut self, hb: Heartbeat) {
         self.standalone = false;
         self.walker.eg.hb = Some(hb);
@@ -909,6 +910,7 @@ impl Pmd {
 
     /// Back to a PMD driven by hand (its thread is exiting): offline in
     /// the rcu domain, heartbeat retired.
+    #[cfg(not(loom))]
     pub(crate) fn detach_thread(&mut self) {
         self.standalone = true;
         self.walker.eg.hb = None;
@@ -916,12 +918,14 @@ impl Pmd {
     }
 
     /// The thread's heartbeat, if attached.
+    #[cfg(not(loom))]
     pub(crate) fn heartbeat(&mut self) -> Option<&mut Heartbeat> {
         self.walker.eg.hb.as_mut()
     }
 
     /// Goes offline in the rcu domain and idle for the watchdog (before a
     /// sleep); [`Pmd::wake`] undoes it.
+    #[cfg(not(loom))]
     pub(crate) fn park(&mut self) {
         self.rcu.offline();
         if let Some(hb) = self.walker.eg.hb.as_mut() {
@@ -930,6 +934,7 @@ impl Pmd {
     }
 
     /// Back from [`Pmd::park`].
+    #[cfg(not(loom))]
     pub(crate) fn wake(&mut self) {
         if let Some(hb) = self.walker.eg.hb.as_mut() {
             hb.busy();
@@ -1007,6 +1012,7 @@ impl Pmd {
     /// Polls `rxqs` (a PMD thread's assignment) once each: per queue, a
     /// port snapshot, one batch received and walked, a quiescent point.
     /// Returns how many packets were received.
+    #[cfg(not(loom))]
     pub(crate) fn poll_assigned(&mut self, rxqs: &[super::RxqRef]) -> usize {
         let mut batch = self.rx_batch.take().unwrap_or_default();
         let mut total = 0;
