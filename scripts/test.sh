@@ -6,27 +6,35 @@ cd "$(dirname "$0")/.."
 ./scripts/install-build-deps.sh
 ./scripts/install-test-deps.sh
 
+# Every cargo test run is also logged, to print one total at the end.
+results=$(mktemp)
+trap 'rm -f "$results"' EXIT
+run_tests() { cargo test "$@" 2>&1 | tee -a "$results"; }
+
 echo "== format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 
 echo "== unit, property, integration and differential tests"
-cargo test --workspace --release
+run_tests --workspace --release
 
 echo "== PMD stress: 4 PMD threads, 10,000 port operations, concurrent flow changes"
-cargo test -p xswitch-dataplane --release --test pmd_stress
+run_tests -p xswitch-dataplane --release --test pmd_stress
 echo "== the same with legacy-semantics: passes only because the watchdog reports the stuck PMD"
-cargo test -p xswitch-dataplane --release --features legacy-semantics --test pmd_stress
+run_tests -p xswitch-dataplane --release --features legacy-semantics --test pmd_stress
 
 echo "== loom model of the port-deletion protocol"
-RUSTFLAGS="--cfg loom" cargo test -p xswitch-dataplane --release --test loom_reclaim \
+RUSTFLAGS="--cfg loom" run_tests -p xswitch-dataplane --release --test loom_reclaim \
     --target-dir target/loom
 
 echo "== benchmarks compile and run once (figures come from 'cargo bench')"
-cargo test -p xswitch-benches --release --benches
+run_tests -p xswitch-benches --release --benches
 
 if [[ "${XSWITCH_FUZZ_SECONDS:-30}" != 0 ]]; then
     echo "== bounded fuzzing of frame parsing"
     command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
     ./fuzz/run.sh "${XSWITCH_FUZZ_SECONDS:-30}"
 fi
+
+echo "== total"
+awk '/^test result:/ { p += $4; f += $6 } END { printf "test.sh: %d passed, %d failed\n", p, f }' "$results"
