@@ -310,6 +310,31 @@ fn normal_sends_a_bare_priority_tagged_frame_untagged() {
 }
 
 #[test]
+fn timers_expire_flows_by_hard_and_idle_timeout() {
+    let mut sw = Switch::new(2);
+    let mut hard = rule(match_in_port(2), 20, vec![Action::Output(1)]);
+    hard.hard_timeout = 1;
+    let mut idle = rule(match_in_port(1), 10, vec![Action::Output(2)]);
+    idle.idle_timeout = 2;
+    sw.dp.flow_table().add(hard);
+    sw.dp.flow_table().add(idle);
+    sw.dp.clock().advance(Duration::from_millis(1500));
+    sw.send(1, &udp(A, B)); // keeps the idle rule alive
+    let gone = sw.dp.run_timers();
+    assert_eq!(gone.iter().map(|r| r.priority()).collect::<Vec<_>>(), [20]);
+    sw.dp.clock().advance(Duration::from_millis(1500));
+    assert!(
+        sw.dp.run_timers().is_empty(),
+        "hit 1.5 s ago, idle timeout 2 s"
+    );
+    sw.dp.clock().advance(Duration::from_millis(600));
+    let gone = sw.dp.run_timers();
+    assert_eq!(gone.iter().map(|r| r.priority()).collect::<Vec<_>>(), [10]);
+    assert_eq!(sw.dp.flow_table().len(), 0);
+    sw.settle();
+}
+
+#[test]
 fn stations_are_learned_per_vlan() {
     let mut sw = Switch::new(3);
     sw.send(2, &udp_vlan(B, A, 10)); // B behind 2 on VLAN 10 only

@@ -485,3 +485,27 @@ fn idle_pmd_wakes_up_within_the_backoff_bound() {
     // still catches a PMD that never wakes (or wakes by accident).
     assert!(ip50 < Duration::from_millis(10), "idle p50 {ip50:?}");
 }
+
+#[test]
+fn running_switch_expires_flows_by_their_hard_timeout() {
+    let dp = Arc::new(Datapath::new());
+    dp.add_port(1, port("t1".into())).unwrap();
+    let mut short = rule(1, 10, vec![Action::Output(1)]);
+    short.hard_timeout = 1;
+    dp.flow_table().add(short);
+    dp.flow_table().add(rule(1, 5, vec![])); // no timeout: stays
+    let t = PmdThreads::spawn(dp.clone(), 1, None, PmdThreadsConfig::default()).unwrap();
+    let start = Instant::now();
+    while dp.flow_table().len() == 2 && start.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let took = start.elapsed();
+    t.stop();
+    let left = dp.flow_table().rules();
+    assert_eq!(left.len(), 1, "the 1 s hard timeout never fired");
+    assert_eq!(left[0].priority(), 5);
+    assert!(
+        took >= Duration::from_millis(900),
+        "expired early: {took:?}"
+    );
+}

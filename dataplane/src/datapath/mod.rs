@@ -97,7 +97,7 @@ pub use pmd::{Pmd, PmdConfig, PmdShared, PmdStats, TX_RETRIES};
 pub use threads::{Assignment, Backoff, PmdThreads, PmdThreadsConfig, RxqRef};
 pub use trace::Trace;
 
-use crate::classifier::FlowTable;
+use crate::classifier::{FlowTable, Rule};
 use crate::flow_key::PortNo;
 use crate::learning::{FdbEntry, MacTable};
 use crate::packet::{Packet, PacketPool};
@@ -507,4 +507,18 @@ impl Datapath {
     pub fn fdb(&self) -> Vec<FdbEntry> {
         self.macs.entries(self.now_secs())
     }
+
+    /// Runs the timers: removes flows whose idle or hard timeout passed and
+    /// reclaims aged-out MAC entries (lookups already ignore them). The
+    /// housekeeping thread calls this every [`TIMER_INTERVAL`]; a switch
+    /// driven by hand (tests) calls it itself. Returns the expired flows.
+    pub fn run_timers(&self) -> Vec<Arc<Rule>> {
+        let now = self.clock.now();
+        self.macs.expire(self.clock.secs(now));
+        self.flows.expire(now)
+    }
 }
+
+/// How often the timers run: OpenFlow timeouts are whole seconds, so a flow
+/// outlives its timeout by at most this much.
+pub const TIMER_INTERVAL: Duration = Duration::from_millis(100);

@@ -236,8 +236,13 @@ impl PmdThreads {
             std::thread::Builder::new()
                 .name("xswitch-housekeeping".into())
                 .spawn(move || {
+                    let mut timers = std::time::Instant::now();
                     while !stop2.load(Ordering::Acquire) {
                         dp2.process_port_requests();
+                        if timers.elapsed() >= super::TIMER_INTERVAL {
+                            dp2.run_timers();
+                            timers = std::time::Instant::now();
+                        }
                         if dp2.port_table().stats().version != a2.load().version {
                             a2.store(Arc::new(Assignment::of(&dp2, n)));
                         }
