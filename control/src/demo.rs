@@ -18,7 +18,7 @@ use dataplane::flow_key::{ethertype, ipproto, FlowKey, MacAddr, PortNo};
 use dataplane::stats::DropReason;
 use dataplane::vport::memory::{MemoryPort, MemoryPortConfig};
 use dataplane::vport::Vport;
-use dataplane::wire::builder::build_frame;
+use dataplane::wire::builder::{self, build_frame};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::Ipv4Addr;
@@ -54,28 +54,11 @@ const HOSTS: [Host; 3] = [
 ];
 
 fn arp_request(from: &Host, to: &Host) -> Vec<u8> {
-    let mut k = FlowKey::ZERO;
-    k.set_dl_src(from.mac);
-    k.set_dl_dst([0xff; 6]);
-    k.set_dl_type(ethertype::ARP);
-    k.set_nw_proto(1);
-    k.set_nw_src(from.ip);
-    k.set_nw_dst(to.ip);
-    k.set_arp_sha(from.mac);
-    build_frame(&k, 0)
+    builder::arp(1, from.mac, from.ip, [0xff; 6], [0; 6], to.ip)
 }
 
 fn arp_reply(from: &Host, to: &Host) -> Vec<u8> {
-    let mut k = FlowKey::ZERO;
-    k.set_dl_src(from.mac);
-    k.set_dl_dst(to.mac);
-    k.set_dl_type(ethertype::ARP);
-    k.set_nw_proto(2);
-    k.set_nw_src(from.ip);
-    k.set_nw_dst(to.ip);
-    k.set_arp_sha(from.mac);
-    k.set_arp_tha(to.mac);
-    build_frame(&k, 0)
+    builder::arp(2, from.mac, from.ip, to.mac, to.mac, to.ip)
 }
 
 fn udp(from: &Host, to: &Host, dport: u16, ttl: u8) -> Vec<u8> {
