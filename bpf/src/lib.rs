@@ -1,3 +1,12 @@
-//! The XDP program that steers each port's frames to its AF_XDP sockets, and
-//! its loader. Filled in by the AF_XDP issue; the dataplane core needs no
-//! kernel.
+//! xswitch's XDP programs and their loader.
+
+mod skel {
+    #![allow(
+        clippy::all,
+        missing_docs,
+        unused,
+        unsafe_code,
+        clippy::undocumented_unsafe_blocks
+    )]
+    include!(concat!(env!("OUT_DIR"), "/xswitch_port.skel.rs"));
+}

@@ -2,3 +2,4 @@
 
 pub mod demo;
 pub mod flow_syntax;
+pub mod topo;
