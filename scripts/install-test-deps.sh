@@ -13,6 +13,11 @@
 #                       ovs-vswitchd (userspace, dummy datapath, no kernel module,
 #                       no systemd) as the oracle; it pulls in openvswitch-common
 #                       (ovs-ofctl, ovs-appctl, ovs-vsctl, ovsdb-tool).
+#   iperf3              TCP/UDP transfers through the AF_XDP bridge
+#                       (control/tests/afxdp_bridge.rs).
+#   ethtool             queue-count changes on veths (link monitor, chaos).
+#   iproute2            ip netns / ip link / ss for every privileged test.
+#   iputils-ping        ping between test namespaces.
 set -eu
 
 # tool -> package that ships it
@@ -23,6 +28,11 @@ ovsdb-server:openvswitch-common
 ovsdb-tool:openvswitch-common
 ovs-ofctl:openvswitch-common
 ovs-appctl:openvswitch-common
+iperf3:iperf3
+ethtool:ethtool
+ip:iproute2
+ss:iproute2
+ping:iputils-ping
 "
 
 missing_pkgs=""
