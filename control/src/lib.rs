@@ -3,3 +3,4 @@
 pub mod demo;
 pub mod flow_syntax;
 pub mod topo;
+pub mod report;
