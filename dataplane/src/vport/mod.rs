@@ -10,6 +10,7 @@
 //! Rx and tx queues are each used by one PMD thread at a time; the port table
 //! (issue 3) assigns them.
 
+pub mod afxdp;
 pub mod memory;
 
 use crate::packet::{Packet, PacketBatch, PacketPool};
