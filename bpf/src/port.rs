@@ -58,10 +58,11 @@ use std::fmt;
 use std::mem::{size_of, MaybeUninit};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::str::FromStr;
+use std::sync::Once;
 
 use libbpf_rs::libbpf_sys;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::{MapCore, MapFlags, MapHandle, Program};
+use libbpf_rs::{MapCore, MapFlags, MapHandle, PrintLevel, Program};
 
 use crate::error::BpfError;
 use crate::skel::XswitchPortSkelBuilder;
@@ -199,6 +200,7 @@ impl PortProgram {
     /// [`BpfError::InUse`].
     pub fn attach(ifindex: u32, ifname: &str, mode: XdpMode) -> Result<PortProgram, BpfError> {
         let ifindex_c = c_ifindex(ifindex, ifname)?;
+        route_libbpf_log();
         let loaded = Loaded::load(ifname)?;
         detach_leftover(ifindex_c, ifname)?;
 
@@ -350,8 +352,10 @@ impl Drop for PortProgram {
         // SAFETY: `self.link` is an open BPF link fd owned by `self`;
         // bpf_link_detach only issues BPF_LINK_DETACH on it.
         let ret = unsafe { libbpf_sys::bpf_link_detach(self.link.as_raw_fd()) };
-        if ret < 0 && -ret != libc::ENOLINK {
-            // ENOLINK: the interface is gone and took the attachment along.
+        if ret < 0 {
+            // Nothing to do about it: the fd closes next, which releases
+            // the link in any case. (A deleted interface is not an error:
+            // the kernel already cut the link loose and detach returns 0.)
             tracing::debug!(
                 "{}: detaching xswitch_port (id {}): {}",
                 self.ifname,
@@ -365,6 +369,26 @@ impl Drop for PortProgram {
                 self.prog_id
             );
         }
+    }
+}
+
+/// Sends libbpf's own messages to `tracing` (target `libbpf`) instead of
+/// stderr, once per process. What fails comes back to the caller as a
+/// [`BpfError`] anyway; the verifier's log and the kernel's netlink
+/// messages stay reachable with `RUST_LOG=libbpf=debug`.
+fn route_libbpf_log() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        libbpf_rs::set_print(Some((PrintLevel::Info, libbpf_log)));
+    });
+}
+
+fn libbpf_log(level: PrintLevel, msg: String) {
+    let msg = msg.trim_end();
+    match level {
+        PrintLevel::Warn => tracing::warn!(target: "libbpf", "{msg}"),
+        PrintLevel::Info => tracing::debug!(target: "libbpf", "{msg}"),
+        PrintLevel::Debug => tracing::trace!(target: "libbpf", "{msg}"),
     }
 }
 
@@ -686,3 +710,141 @@ const _: () = {
     const fn send_sync<T: Send + Sync>() {}
     send_sync::<PortProgram>();
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mode_names_round_trip_through_display_and_from_str() {
+        for mode in [XdpMode::Auto, XdpMode::Native, XdpMode::Generic] {
+            assert_eq!(mode.to_string().parse::<XdpMode>(), Ok(mode));
+        }
+        assert_eq!("native".parse::<XdpMode>(), Ok(XdpMode::Native));
+    }
+
+    #[test]
+    fn unknown_mode_is_refused_naming_the_input_and_the_choices() {
+        let err = "driver".parse::<XdpMode>().expect_err("not a mode");
+        assert_eq!(
+            err.to_string(),
+            "unknown XDP mode 'driver' (expected auto, native or generic)"
+        );
+        assert!("Native".parse::<XdpMode>().is_err(), "names are lower case");
+    }
+
+    #[test]
+    fn mode_flags_select_driver_and_skb_mode() {
+        assert_eq!(XdpMode::Native.flag(), libbpf_sys::XDP_FLAGS_DRV_MODE);
+        assert_eq!(XdpMode::Generic.flag(), libbpf_sys::XDP_FLAGS_SKB_MODE);
+        assert_eq!(XdpMode::Auto.flag(), 0);
+    }
+
+    #[test]
+    fn errno_classification_names_privileges_and_missing_interfaces() {
+        for errno in [libc::EPERM, libc::EACCES] {
+            let err = BpfError::from_errno("attaching the XDP program", "veth0", errno);
+            assert_eq!(
+                err.to_string(),
+                "attaching the XDP program on veth0 needs CAP_BPF and CAP_NET_ADMIN (run as root)"
+            );
+        }
+        assert_eq!(
+            BpfError::from_errno("x", "veth0", libc::ENODEV),
+            BpfError::NoSuchInterface {
+                ifname: "veth0".into()
+            }
+        );
+        let other = BpfError::from_errno("attaching the XDP program", "veth0", libc::EINVAL);
+        assert_eq!(
+            other.to_string(),
+            format!(
+                "attaching the XDP program on veth0 failed: {}",
+                std::io::Error::from_raw_os_error(libc::EINVAL)
+            )
+        );
+    }
+
+    #[test]
+    fn range_error_in_native_mode_is_the_mtu_message() {
+        // ifindex 1 with a name no interface has: the MTU cannot be read.
+        let err = attach_error(libc::ERANGE, 1, "xnoexist0", XdpMode::Native);
+        assert_eq!(
+            err.to_string(),
+            "MTU too large for native XDP on xnoexist0 (mtu unknown; native XDP without multi-buffer takes < 3520)"
+        );
+        let generic = attach_error(libc::ERANGE, 1, "xnoexist0", XdpMode::Generic);
+        assert!(matches!(generic, BpfError::Os { .. }), "{generic:?}");
+    }
+
+    #[test]
+    fn auto_falls_back_only_on_errors_generic_mode_may_not_hit() {
+        let ifname = "veth0".to_string();
+        assert!(falls_back(&BpfError::MtuTooLarge {
+            ifname: ifname.clone(),
+            mtu: Some(9000)
+        }));
+        assert!(falls_back(&BpfError::Os {
+            op: "x",
+            ifname: ifname.clone(),
+            reason: "Operation not supported".into()
+        }));
+        assert!(!falls_back(&BpfError::PermissionDenied {
+            op: "x",
+            ifname: ifname.clone()
+        }));
+        assert!(!falls_back(&BpfError::NoSuchInterface {
+            ifname: ifname.clone()
+        }));
+        assert!(!falls_back(&BpfError::Busy {
+            ifname: ifname.clone(),
+            prog_name: "other".into(),
+            prog_id: 7
+        }));
+        assert!(!falls_back(&BpfError::InUse {
+            ifname,
+            prog_name: PORT_PROG_NAME.into(),
+            prog_id: 7
+        }));
+    }
+
+    #[test]
+    fn queue_stats_sum_field_by_field() {
+        let qs = [
+            QueueStats {
+                redirected: 3,
+                passed: 1,
+            },
+            QueueStats {
+                redirected: 4,
+                passed: 10,
+            },
+        ];
+        assert_eq!(
+            qs.iter().copied().sum::<QueueStats>(),
+            QueueStats {
+                redirected: 7,
+                passed: 11
+            }
+        );
+    }
+
+    #[test]
+    fn per_cpu_values_are_read_in_native_byte_order_and_short_ones_as_zero() {
+        let mut v = 5u64.to_ne_bytes().to_vec();
+        v.extend_from_slice(&9u64.to_ne_bytes());
+        assert_eq!((read_u64(&v, 0), read_u64(&v, 8)), (5, 9));
+        assert_eq!(read_u64(&v[..12], 8), 0);
+    }
+
+    #[test]
+    fn interface_indices_that_libbpf_cannot_take_name_no_interface() {
+        for bad in [0, u32::MAX, i32::MAX as u32 + 1] {
+            assert_eq!(
+                c_ifindex(bad, "x"),
+                Err(BpfError::NoSuchInterface { ifname: "x".into() })
+            );
+        }
+        assert_eq!(c_ifindex(7, "x"), Ok(7));
+    }
+}

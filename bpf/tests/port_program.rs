@@ -8,21 +8,21 @@
 //! discovery lands on the interface behind a test's back. Every external
 //! command runs under a timeout. Without root the tests skip with a message.
 
-use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
-use std::os::fd::{AsFd, AsRawFd};
-use std::os::unix::fs::MetadataExt;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+mod common;
 
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::os::fd::{AsFd, AsRawFd};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::{attach_a, attached_a, eventually, is_root, KillOnDrop, Netns, Pair};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{Xdp, XdpFlags};
 use nix::sched::{setns, CloneFlags};
 use xswitch_bpf::{
-    attached_program, ifindex_of, BpfError, PortProgram, QueueStats, XdpMode, MAX_QUEUES,
-    PORT_PROG_NAME,
+    ifindex_of, BpfError, PortProgram, QueueStats, XdpMode, MAX_QUEUES, PORT_PROG_NAME,
 };
 
 /// The port program's own skeleton, to attach it the old way (netlink, no
@@ -51,205 +51,8 @@ mod foreign_skel {
     include!(concat!(env!("OUT_DIR"), "/xswitch_test_foreign.skel.rs"));
 }
 
-const CMD_TIMEOUT: Duration = Duration::from_secs(20);
 const CHILD_ENV: &str = "XSWITCH_BPF_TEST_CHILD";
-const ADDR_A: &str = "192.0.2.1";
-const ADDR_B: &str = "192.0.2.2";
-
-fn is_root() -> bool {
-    let root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
-    if !root {
-        eprintln!("skipped: needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN for namespaces)");
-    }
-    root
-}
-
-/// A name unique to this process and call, ≤ 15 bytes.
-fn unique(prefix: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let name = format!(
-        "{prefix}{:x}x{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    );
-    assert!(name.len() <= 15, "{name} is too long for an interface name");
-    name
-}
-
-/// Runs a command to completion or kills it (by its PID) after
-/// `CMD_TIMEOUT`; stdout on success, a description of the failure otherwise.
-fn run(args: &[&str]) -> Result<String, String> {
-    let line = args.join(" ");
-    let mut child = Command::new(args[0])
-        .args(&args[1..])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("`{line}`: {e}"))?;
-    let out = drain(child.stdout.take());
-    let err = drain(child.stderr.take());
-    let deadline = Instant::now() + CMD_TIMEOUT;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
-            Ok(None) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("`{line}` timed out after {CMD_TIMEOUT:?}"));
-            }
-            Err(e) => return Err(format!("`{line}`: {e}")),
-        }
-    };
-    let out = out.join().unwrap_or_default();
-    let err = err.join().unwrap_or_default();
-    if status.success() {
-        Ok(out)
-    } else {
-        Err(format!("`{line}` failed ({status}): {}", err.trim()))
-    }
-}
-
-fn drain<R: Read + Send + 'static>(pipe: Option<R>) -> std::thread::JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut s = String::new();
-        if let Some(mut p) = pipe {
-            let _ = p.read_to_string(&mut s);
-        }
-        s
-    })
-}
-
-/// A network namespace, deleted on drop (with the interfaces in it).
-struct Netns {
-    name: String,
-}
-
-impl Netns {
-    fn new() -> Netns {
-        let ns = Netns {
-            name: unique("xbpf"),
-        };
-        run(&["ip", "netns", "add", &ns.name]).expect("create namespace");
-        for knob in ["all", "default"] {
-            ns.exec(&[
-                "sysctl",
-                "-qw",
-                &format!("net.ipv6.conf.{knob}.disable_ipv6=1"),
-            ])
-            .expect("disable IPv6 in the test namespace");
-        }
-        ns
-    }
-
-    fn ip(&self, args: &[&str]) -> Result<String, String> {
-        let mut all = vec!["ip", "-n", self.name.as_str()];
-        all.extend_from_slice(args);
-        run(&all)
-    }
-
-    fn exec(&self, args: &[&str]) -> Result<String, String> {
-        let mut all = vec!["ip", "netns", "exec", self.name.as_str()];
-        all.extend_from_slice(args);
-        run(&all)
-    }
-
-    /// Runs `f` on a thread that entered this namespace; a panic in `f`
-    /// continues in the caller.
-    fn enter<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        let file = File::open(format!("/run/netns/{}", self.name)).expect("open netns");
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                setns(file.as_fd(), CloneFlags::CLONE_NEWNET).expect("setns into the test netns");
-                f()
-            })
-            .join()
-            .unwrap_or_else(|p| std::panic::resume_unwind(p))
-        })
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        if let Err(e) = run(&["ip", "netns", "del", &self.name]) {
-            eprintln!("cleanup: {e}");
-        }
-    }
-}
-
-/// Namespaces A and B joined by the veth pair `va` (in A) – `vb` (in B),
-/// both down until [`Pair::up`].
-struct Pair {
-    a: Netns,
-    b: Netns,
-    va: String,
-    vb: String,
-}
-
-impl Pair {
-    fn new() -> Pair {
-        let (a, b) = (Netns::new(), Netns::new());
-        let (va, vb) = (unique("xva"), unique("xvb"));
-        #[rustfmt::skip]
-        run(&["ip", "link", "add", &va, "netns", &a.name, "type", "veth",
-              "peer", "name", &vb, "netns", &b.name])
-            .expect("create the veth pair");
-        Pair { a, b, va, vb }
-    }
-
-    /// Addresses and links up on both sides.
-    fn up(&self) {
-        for (ns, dev, addr) in [(&self.a, &self.va, ADDR_A), (&self.b, &self.vb, ADDR_B)] {
-            ns.ip(&["addr", "add", &format!("{addr}/24"), "dev", dev])
-                .expect("address");
-            ns.ip(&["link", "set", "dev", dev, "up"]).expect("link up");
-        }
-    }
-
-    /// Pings A's address from B; whether all `count` replies came back.
-    fn ping_a_from_b(&self, count: u32) -> bool {
-        #[rustfmt::skip]
-        let r = self.b.exec(&["ping", "-n", "-q", "-c", &count.to_string(), "-i", "0.2",
-                              "-w", "10", ADDR_A]);
-        r.is_ok()
-    }
-
-    fn ifindex_a(&self) -> u32 {
-        self.a
-            .enter(|| ifindex_of(&self.va))
-            .expect("ifindex of va")
-    }
-
-    /// `ip -d link show dev va` in A.
-    fn ip_details_a(&self) -> String {
-        self.a
-            .ip(&["-d", "link", "show", "dev", &self.va])
-            .expect("ip link show")
-    }
-}
-
-fn attach_a(pair: &Pair, mode: XdpMode) -> Result<PortProgram, BpfError> {
-    let ifindex = pair.ifindex_a();
-    pair.a
-        .enter(|| PortProgram::attach(ifindex, &pair.va, mode))
-}
-
-fn attached_a(pair: &Pair) -> Option<xswitch_bpf::AttachedProgram> {
-    let ifindex = pair.ifindex_a();
-    pair.a
-        .enter(|| attached_program(ifindex))
-        .expect("query the attached program")
-}
-
-/// Waits (bounded) until `cond` holds.
-fn eventually(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+const NOPRIV_ENV: &str = "XSWITCH_BPF_TEST_NOPRIV";
 
 #[test]
 fn native_attach_shows_in_ip_link_and_attached_program() {
@@ -357,6 +160,23 @@ fn drop_detaches_the_program() {
         let details = pair.ip_details_a();
         assert!(!details.contains("prog/xdp"), "{mode}:\n{details}");
     }
+}
+
+#[test]
+fn interface_deleted_under_a_live_program_then_drop_is_quiet() {
+    if !is_root() {
+        return;
+    }
+    let pair = Pair::new();
+    let prog = attach_a(&pair, XdpMode::Native).expect("attach");
+    pair.a
+        .ip(&["link", "del", "dev", &pair.va])
+        .expect("delete the interface");
+    // The maps outlive the interface: counters stay readable, sockets can
+    // still be unregistered during the port's teardown.
+    assert_eq!(prog.queue_stats(), Ok(Vec::new()));
+    assert_eq!(prog.unregister_xsk(0), Ok(()));
+    pair.a.enter(move || drop(prog));
 }
 
 #[test]
@@ -578,16 +398,6 @@ fn killed_process_leaves_no_program_attached() {
     );
 }
 
-/// Kills (SIGKILL, by PID) and reaps the child on drop.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Run only by `killed_process_leaves_no_program_attached` (in a child
 /// process it SIGKILLs): attach, report the program id, wait to be killed.
 #[test]
@@ -650,4 +460,47 @@ fn unknown_interfaces_are_reported_as_such() {
             }
         );
     });
+}
+
+#[test]
+fn attach_without_privileges_says_run_as_root() {
+    if !is_root() {
+        return;
+    }
+    // The same binary, as `nobody` with no capabilities at all. The index
+    // names no interface, so nothing could be attached even if loading
+    // were allowed; loading is refused first.
+    let exe = std::env::current_exe().expect("test binary");
+    let exe = exe.to_str().expect("utf-8 path");
+    #[rustfmt::skip]
+    let out = common::run_env(
+        &["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+          "--inh-caps=-all", "--bounding-set=-all",
+          exe, "--exact", "child_attaches_without_privileges", "--ignored",
+          "--nocapture", "--test-threads=1"],
+        &[(NOPRIV_ENV, "1")],
+    )
+    .expect("the unprivileged child runs");
+    let line = out
+        .lines()
+        .find_map(|l| l.split_once("ERROR: ").map(|(_, e)| e))
+        .unwrap_or_else(|| panic!("the child reported no error:\n{out}"));
+    assert_eq!(
+        line,
+        "loading the XDP port program on xnopriv0 needs CAP_BPF and CAP_NET_ADMIN (run as root)"
+    );
+}
+
+/// Run only by `attach_without_privileges_says_run_as_root`, without
+/// privileges: try to attach and print the error.
+#[test]
+#[ignore = "helper process of attach_without_privileges_says_run_as_root"]
+fn child_attaches_without_privileges() {
+    assert!(
+        std::env::var_os(NOPRIV_ENV).is_some(),
+        "run by attach_without_privileges_says_run_as_root"
+    );
+    let err = PortProgram::attach(999_999, "xnopriv0", XdpMode::Auto)
+        .expect_err("an unprivileged process cannot load BPF");
+    println!("ERROR: {err}");
 }
