@@ -446,6 +446,13 @@ fn unknown_interfaces_are_reported_as_such() {
             Err(BpfError::NoSuchInterface { .. })
         ));
         // A fresh namespace has only `lo` (index 1); 4242 names nothing.
+        assert_eq!(
+            xswitch_bpf::attached_program(4242),
+            Err(BpfError::NoSuchInterface {
+                ifname: "ifindex 4242".to_string()
+            })
+        );
+        assert_eq!(xswitch_bpf::attached_program(1), Ok(None), "lo has no XDP");
         let err = PortProgram::attach(4242, "gone0", XdpMode::Auto).expect_err("no such index");
         assert_eq!(
             err,
