@@ -18,6 +18,7 @@
 #   ethtool             queue-count changes on veths (link monitor, chaos).
 #   iproute2            ip netns / ip link / ss for every privileged test.
 #   iputils-ping        ping between test namespaces.
+#   procps              sysctl (tests turn IPv6 off in their namespaces).
 set -eu
 
 # tool -> package that ships it
@@ -33,6 +34,7 @@ ethtool:ethtool
 ip:iproute2
 ss:iproute2
 ping:iputils-ping
+sysctl:procps
 "
 
 missing_pkgs=""
