@@ -2,5 +2,6 @@
 
 pub mod demo;
 pub mod flow_syntax;
+pub mod monitor;
 pub mod topo;
 pub mod report;
