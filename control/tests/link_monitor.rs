@@ -130,35 +130,37 @@ fn peer_down_clears_carrier_within_100ms_and_peer_up_restores_it() {
     });
     w.settle();
 
-    let start = Instant::now();
-    ns.ip(&["link", "set", v.b(), "down"]).unwrap();
-    let done = Instant::now();
-    let (e, at) = w.wait_for("a loses carrier", |e| {
-        changed(e, v.a()).is_some_and(|s| !s.carrier)
-    });
-    let s = changed(&e, v.a()).unwrap();
-    assert!(s.admin_up, "a itself stays admin up");
-    assert!(!s.running);
-    assert_eq!(s.oper_state, OperState::LowerLayerDown);
-    let down = latency(done, at);
-    println!(
-        "carrier off: {down:?} after `ip link set peer down` returned ({:?} after it started)",
-        at - start
-    );
-    assert!(down < FAST, "carrier-off event took {down:?}");
+    // Ten rounds: every event within the bound; the spread is printed.
+    let (mut offs, mut ons) = (Vec::new(), Vec::new());
+    for _ in 0..10 {
+        ns.ip(&["link", "set", v.b(), "down"]).unwrap();
+        let done = Instant::now();
+        let (e, at) = w.wait_for("a loses carrier", |e| {
+            changed(e, v.a()).is_some_and(|s| !s.carrier)
+        });
+        let s = changed(&e, v.a()).unwrap();
+        assert!(s.admin_up, "a itself stays admin up");
+        assert!(!s.running);
+        assert_eq!(s.oper_state, OperState::LowerLayerDown);
+        offs.push(latency(done, at));
 
-    let start = Instant::now();
-    ns.ip(&["link", "set", v.b(), "up"]).unwrap();
-    let done = Instant::now();
-    let (_, at) = w.wait_for("a regains carrier", |e| {
-        changed(e, v.a()).is_some_and(|s| s.carrier && s.running)
-    });
-    let up = latency(done, at);
-    println!(
-        "carrier on: {up:?} after `ip link set peer up` returned ({:?} after it started)",
-        at - start
-    );
-    assert!(up < FAST, "carrier-on event took {up:?}");
+        ns.ip(&["link", "set", v.b(), "up"]).unwrap();
+        let done = Instant::now();
+        let (_, at) = w.wait_for("a regains carrier", |e| {
+            changed(e, v.a()).is_some_and(|s| s.carrier && s.running)
+        });
+        ons.push(latency(done, at));
+        w.settle();
+    }
+    for (what, l) in [("carrier off", &mut offs), ("carrier on", &mut ons)] {
+        l.sort();
+        println!(
+            "{what}: event {:?} median, {:?} max after `ip link set peer` returned (10 rounds)",
+            l[l.len() / 2],
+            l[l.len() - 1]
+        );
+        assert!(l[l.len() - 1] < FAST, "{what} took {l:?}");
+    }
 }
 
 #[test]

@@ -17,6 +17,11 @@
 //!   up); the peer set down: `RTM_NEWLINK` for our end with `IFF_LOWER_UP`
 //!   and `IFLA_CARRIER` cleared, oper state `LOWERLAYERDOWN`.
 //! * `ip link del`: one `RTM_DELLINK` per end in its namespace.
+//! * Latency from the `ip` command's return to `next_events` returning the
+//!   event (tests/link_monitor.rs): carrier off/on ≈ 0.1–0.2 ms median,
+//!   < 1 ms max over 10 rounds; deletion ≈ 0.1–0.2 ms; our end's
+//!   `RTM_DELLINK` after `ip netns del` of the peer's namespace 6–17 ms
+//!   (the kernel tears namespaces down in deferred work).
 //! * An interface moved to another namespace (`ip link set X netns N`)
 //!   arrives here as `RTM_DELLINK`, and as `RTM_NEWLINK` there; deleting the
 //!   namespace that holds a veth's peer deletes our end too: `RTM_DELLINK`.
