@@ -702,7 +702,16 @@ fn a_peer_that_is_down_drops_frames_with_transient_ebusy_and_nothing_leaks() {
     let mut pool = PacketPool::new(64);
     t.ns_ip(&["link", "set", "dev", &t.xb, "down"])
         .expect("xb down");
-    let now = LinkInfo::query(&t.xa).unwrap();
+    // Carrier drops at once; the operational state (hence `running`)
+    // follows from the kernel's linkwatch work, up to a second later.
+    let deadline = Instant::now() + WAIT;
+    let now = loop {
+        let now = LinkInfo::query(&t.xa).unwrap();
+        if !now.running || Instant::now() > deadline {
+            break now;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     assert!(now.admin_up && !now.running && !now.carrier, "{now:?}");
     let before = t.rx_packets_b();
 

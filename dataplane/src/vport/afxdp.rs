@@ -77,7 +77,7 @@
 //! atomics, per queue and cache-padded, so PMDs on different queues share
 //! no written cache line. Nothing allocates per packet: rx descriptors go
 //! through a per-queue scratch array and tx descriptors through the free
-//! list, both sized at open.
+//! stack, both sized at open.
 //!
 //! # Teardown
 //! `Drop` unregisters every registered queue from the steering (the XDP
@@ -728,11 +728,13 @@ struct RxHalf {
 struct TxHalf {
     ring: TxQueue,
     comp: CompQueue,
-    /// Tx frames on no ring. Capacity = `frames`.
-    free: Vec<FrameDesc>,
-    /// Tx frames this queue owns.
-    frames: usize,
-    /// Produced and not yet reclaimed.
+    /// Every tx frame of the queue: `free[..n_free]` are on no ring (a
+    /// stack); the slots above hold stale copies of frames in flight, and
+    /// the completion ring writes reclaimed frames straight into them.
+    free: Box<[FrameDesc]>,
+    /// Free frames at the bottom of `free`.
+    n_free: usize,
+    /// Produced and not yet reclaimed: `free.len() - n_free`.
     in_flight: usize,
 }
 
@@ -743,15 +745,13 @@ impl TxHalf {
         if self.in_flight == 0 {
             return 0;
         }
-        let have = self.free.len();
-        // Within capacity: no allocation. The completion ring can hold at
-        // most `in_flight` of our frames, the length of the tail opened here.
-        self.free.resize(self.frames, FrameDesc::default());
+        // The completion ring holds at most `in_flight` of our frames: the
+        // length of the slice above the free stack.
         // SAFETY: this is the completion ring of this queue's socket, bound
         // to the port's UMEM; it returns frames this queue produced on its
         // tx ring, which the kernel no longer uses.
-        let n = unsafe { self.comp.consume(&mut self.free[have..]) };
-        self.free.truncate(have + n);
+        let n = unsafe { self.comp.consume(&mut self.free[self.n_free..]) };
+        self.n_free += n;
         self.in_flight -= n;
         n
     }
@@ -851,9 +851,7 @@ impl XskQueue {
                 rx_frames.len()
             )));
         }
-        let frames = tx_frames.len();
-        let mut free = Vec::with_capacity(frames);
-        free.extend(tx_frames);
+        let n_free = tx_frames.len();
         Ok(XskQueue {
             fd,
             rx: Mutex::new(RxHalf {
@@ -866,8 +864,8 @@ impl XskQueue {
             tx: Mutex::new(TxHalf {
                 ring: tx,
                 comp,
-                free,
-                frames,
+                free: tx_frames.into_boxed_slice(),
+                n_free,
                 in_flight: 0,
             }),
             rx_stats: CachePadded::new(RxStats::default()),
@@ -1113,7 +1111,7 @@ impl AfXdpPort {
                 c.rx_held += rx.held.len() as u64;
             }
             let tx = take(&q.tx);
-            c.tx_free += tx.free.len() as u64;
+            c.tx_free += tx.n_free as u64;
             c.tx_in_flight += tx.in_flight as u64;
         }
         c
@@ -1258,14 +1256,14 @@ impl Vport for AfXdpPort {
 
         // As many as there are free frames and free ring slots: produce is
         // all-or-nothing.
-        let mut n = batch.len().min(tx.free.len());
+        let mut n = batch.len().min(tx.n_free);
         if n != 0 {
             n = n.min(tx.ring.nb_free(n as u32) as usize);
         }
-        let start = tx.free.len() - n;
+        let start = tx.n_free - n;
         let mut copied = 0;
         let mut bytes = 0u64;
-        for (desc, pkt) in tx.free[start..].iter_mut().zip(batch.iter()) {
+        for (desc, pkt) in tx.free[start..tx.n_free].iter_mut().zip(batch.iter()) {
             // SAFETY: `desc` is on this queue's free list: a frame of this
             // UMEM on no ring, so neither the kernel nor another thread (the
             // tx half is locked) touches it.
@@ -1289,7 +1287,10 @@ impl Vport for AfXdpPort {
             unsafe { tx.ring.produce(&tx.free[start..start + copied]) }
         };
         if produced != 0 {
-            tx.free.drain(start..start + produced);
+            // Pop them: frames left above them (a packet too long for a
+            // frame ended the copy early) move down onto the stack.
+            tx.free.copy_within(start + produced..tx.n_free, start);
+            tx.n_free -= produced;
             tx.in_flight += produced;
         }
         let mut released = 0u64;
