@@ -1,15 +1,9 @@
 //! xswitch control plane: flow syntax, CLI, daemon (later issues).
 
-pub mod bench;
-pub mod config;
 pub mod demo;
 pub mod flow_syntax;
-pub mod metrics;
 pub mod monitor;
 pub mod topo;
-pub mod afxdp;
 pub mod report;
-pub mod run;
 pub mod cli;
-pub mod daemon;
 pub mod mgmt;
