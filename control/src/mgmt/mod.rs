@@ -44,7 +44,7 @@
 //!   removed when the server stops.
 //! * The accept loop waits in `poll` with a timeout, so stopping the
 //!   server takes at most [`ACCEPT_POLL`]; each connection has its own
-//!   thread with an idle timeout.
+//!   thread with an idle timeout, at most [`MAX_CONNECTIONS`] at once.
 //!
 //! # Locking
 //! None here: the server hands each request to a [`Handler`] (the daemon),
@@ -58,7 +58,7 @@ pub use client::{call, Client, ClientError};
 pub use protocol::{
     FdbRow, FlowRow, PortAdded, PortDeleted, PortRow, Reply, Request, Response, TraceReport,
 };
-pub use server::{Handler, Server, ServerError, ACCEPT_POLL, MAX_REQUEST_BYTES};
+pub use server::{Handler, Server, ServerError, ACCEPT_POLL, MAX_CONNECTIONS, MAX_REQUEST_BYTES};
 
 use std::path::PathBuf;
 

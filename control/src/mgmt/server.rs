@@ -8,7 +8,7 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -19,6 +19,9 @@ pub const MAX_REQUEST_BYTES: usize = 16 << 20;
 pub const ACCEPT_POLL: Duration = Duration::from_millis(100);
 /// A connection that sends nothing for this long is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Connections served at once; one more is answered with an error and
+/// closed (a runaway client cannot exhaust the daemon's threads).
+pub const MAX_CONNECTIONS: usize = 64;
 
 /// What answers requests (the daemon).
 pub trait Handler: Send + Sync + 'static {
@@ -156,7 +159,17 @@ impl Drop for Server {
     }
 }
 
+/// Counts a connection thread while it lives.
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 fn accept_loop(listener: &UnixListener, stop: &AtomicBool, handler: &Arc<dyn Handler>) {
+    let live = Arc::new(AtomicUsize::new(0));
     let timeout = PollTimeout::try_from(ACCEPT_POLL.as_millis() as i32).unwrap_or(PollTimeout::MAX);
     while !stop.load(Ordering::Acquire) {
         let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
@@ -169,11 +182,26 @@ fn accept_loop(listener: &UnixListener, stop: &AtomicBool, handler: &Arc<dyn Han
         }
         loop {
             match listener.accept() {
-                Ok((stream, _)) => {
+                Ok((mut stream, _)) => {
+                    if live.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
+                        live.fetch_sub(1, Ordering::AcqRel);
+                        let mut line = Response::error(format!(
+                            "too many management connections (at most {MAX_CONNECTIONS}); try again"
+                        ))
+                        .to_line();
+                        line.push('\n');
+                        let _ = stream.set_nonblocking(false);
+                        let _ = stream.write_all(line.as_bytes());
+                        continue;
+                    }
+                    let slot = Slot(live.clone());
                     let h = handler.clone();
                     let spawned = std::thread::Builder::new()
                         .name("xswitch-mgmt-conn".into())
-                        .spawn(move || serve_connection(stream, &*h));
+                        .spawn(move || {
+                            let _slot = slot;
+                            serve_connection(stream, &*h);
+                        });
                     if let Err(e) = spawned {
                         tracing::warn!(error = %e, "management socket: cannot start a connection thread");
                     }
@@ -323,6 +351,60 @@ mod tests {
         drop(UnixListener::bind(&p).unwrap());
         assert!(p.exists());
         let s = Server::start(&p, Arc::new(Echo)).unwrap();
+        s.stop();
+    }
+
+    #[test]
+    fn requests_round_trip_and_connections_beyond_the_cap_are_refused() {
+        let p = temp_sock("cap");
+        let _ = std::fs::remove_file(&p);
+        let s = Server::start(&p, Arc::new(Echo)).unwrap();
+        let mut c = super::super::Client::connect(&p).unwrap();
+        assert_eq!(c.request(&Request::Ping).unwrap().text, "pong");
+        // A bad line on the same connection gets an error, the next request
+        // still works.
+        let mut raw = UnixStream::connect(&p).unwrap();
+        raw.write_all(b"{not json}\n{\"cmd\":\"ping\"}\n").unwrap();
+        let mut r = BufReader::new(raw.try_clone().unwrap());
+        let mut l = String::new();
+        r.read_line(&mut l).unwrap();
+        assert!(
+            l.contains("\"ok\":false") && l.contains("bad request"),
+            "{l}"
+        );
+        l.clear();
+        r.read_line(&mut l).unwrap();
+        assert!(l.contains("\"ok\":true"), "{l}");
+        // Two connections are open (c, raw); fill up to the cap with
+        // connections that each got an answer (so each is counted).
+        let held: Vec<super::super::Client> = (2..MAX_CONNECTIONS)
+            .map(|_| {
+                let mut k = super::super::Client::connect(&p).unwrap();
+                k.request(&Request::Ping).unwrap();
+                k
+            })
+            .collect();
+        let mut over = super::super::Client::connect(&p).unwrap();
+        let e = over.request(&Request::Ping).unwrap_err();
+        assert!(
+            e.to_string().starts_with("too many management connections"),
+            "{e}"
+        );
+        drop(held);
+        // `held`'s streams were each a live connection until dropped; a new
+        // one once they are gone is served again.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let mut k = super::super::Client::connect(&p).unwrap();
+            match k.request(&Request::Ping) {
+                Ok(_) => break,
+                Err(e) => {
+                    assert!(e.to_string().contains("too many"), "{e}");
+                    assert!(std::time::Instant::now() < deadline, "cap never released");
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        }
         s.stop();
     }
 
