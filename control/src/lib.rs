@@ -1,5 +1,6 @@
 //! xswitch control plane: flow syntax, CLI, daemon (later issues).
 
+pub mod bench;
 pub mod demo;
 pub mod flow_syntax;
 pub mod monitor;

@@ -21,12 +21,18 @@ struct Cli {
 enum Cmd {
     /// Show the packet walk on in-memory ports: learning, flows, trace, drops.
     Demo,
+    /// Throughput and latency of xswitch against the Linux bridge, Open
+    /// vSwitch and the kernel XDP limit, with the project's own generator.
+    Bench(control::bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let res = match cli.cmd {
-        Cmd::Demo => control::demo::run(std::io::stdout().lock()),
+    let res: Result<(), String> = match cli.cmd {
+        Cmd::Demo => control::demo::run(std::io::stdout().lock()).map_err(|e| e.to_string()),
+        Cmd::Bench(a) => {
+            control::bench::main(&a, &mut std::io::stdout().lock()).map_err(|e| e.to_string())
+        }
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,
