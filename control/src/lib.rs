@@ -4,6 +4,7 @@ pub mod afxdp;
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod demo;
 pub mod flow_syntax;
 pub mod metrics;

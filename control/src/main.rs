@@ -27,6 +27,19 @@ enum Cmd {
     /// Throughput and latency of xswitch against the Linux bridge, Open
     /// vSwitch and the kernel XDP limit, with the project's own generator.
     Bench(control::bench::BenchArgs),
+    /// Add, delete and list the running daemon's ports.
+    Port(control::cli::PortArgs),
+    /// Add, delete and dump the running daemon's flows (ovs-ofctl syntax).
+    Flow(control::cli::FlowArgs),
+    /// Show the MAC learning table.
+    Fdb(control::cli::FdbArgs),
+    /// Per-port and per-PMD counters, drops by reason, watchdog.
+    Stats(control::cli::StatsArgs),
+    /// What the switch would do with a packet: rule, actions, outputs.
+    Trace(control::cli::TraceArgs),
+    /// The daemon with its management socket (becomes `run`).
+    #[command(hide = true)]
+    Daemon(control::cli::RunArgs),
 }
 
 /// `xswitch run` (see control::run).
@@ -72,6 +85,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     let res: Result<(), String> = match cli.cmd {
+        Cmd::Port(a) => a.run(),
+        Cmd::Flow(a) => a.run(),
+        Cmd::Fdb(a) => a.run(),
+        Cmd::Stats(a) => a.run(),
+        Cmd::Trace(a) => a.run(),
+        Cmd::Daemon(a) => a.run(),
         Cmd::Demo => control::demo::run(std::io::stdout().lock()).map_err(|e| e.to_string()),
         Cmd::Run(a) => {
             let cfg = control::run::RunConfig {

@@ -19,8 +19,10 @@
 //! None; one connection, one request.
 
 mod args;
+mod run;
 
 pub use args::{FdbArgs, FlowArgs, PortArgs, StatsArgs, TraceArgs};
+pub use run::RunArgs;
 
 use crate::mgmt::{call, ClientError, Request};
 use std::io::Write;
