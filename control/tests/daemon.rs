@@ -25,7 +25,7 @@ fn ask(c: &mut Client, r: &Request) -> Value {
     c.request(r).unwrap().result
 }
 
-fn port<'a>(stats: &'a Value, ofport: u64) -> &'a Value {
+fn port(stats: &Value, ofport: u64) -> &Value {
     stats["ports"]
         .as_array()
         .unwrap()
