@@ -277,9 +277,25 @@ fn stats_json_has_the_contract_keys_and_counts_traffic() {
     let sw = Netns::create("sw").unwrap();
     let h1 = Host::create(&sw, 1);
     let h2 = Host::create(&sw, 2);
-    let d = Switchd::start(&sw, &["--port", h1.port(), "--port", h2.port()]);
+    let d = Switchd::start(
+        &sw,
+        &[
+            "--port",
+            h1.port(),
+            "--port",
+            h2.port(),
+            "--stats-interval",
+            "0.1",
+        ],
+    );
     assert!(h1.ping(&h2.ip, 3));
     let s = json(&d.ok(&["stats", "--json"]));
+    // --stats-interval logs per-port rates and PMD busy %.
+    let logged = xswitchd::wait_until(std::time::Duration::from_secs(5), || {
+        let e = d.stderr_text();
+        e.contains(&format!("port={}", h2.port())) && e.contains("busy_pct=")
+    });
+    assert!(logged.is_some(), "{}", d.stderr_text());
     let ports = s["ports"].as_array().unwrap();
     assert_eq!(ports.len(), 2);
     for p in ports {

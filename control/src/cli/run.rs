@@ -7,6 +7,7 @@ use crate::mgmt::socket_path;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 use xswitch_bpf::XdpMode;
 
 /// `xswitch run [--config FILE] [--port IFNAME]... [--pmd-cpus LIST]
@@ -36,9 +37,19 @@ pub struct RunArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics (loopback only).
     #[arg(long, value_name = "ADDR", value_parser = crate::config::check_metrics_addr)]
     metrics: Option<SocketAddr>,
+    /// Log per-port rates and PMD busy % every SECS seconds.
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    stats_interval: Option<Duration>,
     /// Print the final statistics as JSON (the `stats --json` shape).
     #[arg(long)]
     json_stats: bool,
+}
+
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() && v < 1e9 => Ok(Duration::from_secs_f64(v)),
+        _ => Err(format!("{s:?} is not a positive number of seconds")),
+    }
 }
 
 impl RunArgs {
@@ -74,6 +85,7 @@ impl RunArgs {
         cfg.datapath = config.options.datapath_config();
         cfg.pmd = config.options.pmd_config();
         cfg.metrics = config.metrics;
+        cfg.stats_interval = self.stats_interval;
         Ok((cfg, self.json_stats))
     }
 

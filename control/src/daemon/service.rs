@@ -77,6 +77,8 @@ pub struct ServiceConfig {
     pub pmd: PmdConfig,
     /// Prometheus metrics on this loopback address (`None`: off).
     pub metrics: Option<SocketAddr>,
+    /// Log per-port rates and PMD busy % this often (`None`: never).
+    pub stats_interval: Option<Duration>,
 }
 
 impl ServiceConfig {
@@ -93,6 +95,7 @@ impl ServiceConfig {
             afxdp: AfXdpConfig::default(),
             pmd: PmdConfig::default(),
             metrics: None,
+            stats_interval: None,
         }
     }
 }
@@ -351,9 +354,52 @@ pub fn run_until_signal(cfg: &ServiceConfig) -> Result<StatsReport, ServiceError
         tracing::info!(socket = %p.display(), "management socket ready");
     }
     eprintln!("{}", svc.ready_line());
+    let mut rates = RateLog::default();
+    let mut last = Instant::now();
     while !term.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
+        if let Some(iv) = cfg.stats_interval {
+            if last.elapsed() >= iv {
+                rates.log(&svc.daemon.stats(), last.elapsed());
+                last = Instant::now();
+            }
+        }
     }
     tracing::info!("signal received: stopping");
     Ok(svc.shutdown())
+}
+
+/// Per-port counters at the previous `--stats-interval` log line.
+#[derive(Default)]
+struct RateLog {
+    last: Vec<(u32, u64, u64, u64)>,
+}
+
+impl RateLog {
+    /// Logs each port's rates over `since`, and each PMD's busy %.
+    fn log(&mut self, r: &StatsReport, since: Duration) {
+        let secs = since.as_secs_f64().max(1e-9);
+        let mut cur = Vec::with_capacity(r.ports.len());
+        for p in &r.ports {
+            let (rx0, tx0, d0) = self
+                .last
+                .iter()
+                .find(|l| l.0 == p.ofport)
+                .map_or((0, 0, 0), |l| (l.1, l.2, l.3));
+            let drops = p.drops_total();
+            tracing::info!(
+                port = %p.name,
+                ofport = p.ofport,
+                rx_pps = (p.rx_packets.saturating_sub(rx0) as f64 / secs).round(),
+                tx_pps = (p.tx_packets.saturating_sub(tx0) as f64 / secs).round(),
+                drops = drops.saturating_sub(d0),
+                "rates"
+            );
+            cur.push((p.ofport, p.rx_packets, p.tx_packets, drops));
+        }
+        for p in &r.pmds {
+            tracing::info!(pmd = p.id, cpu = ?p.cpu, rx_packets = p.rx_packets, busy_pct = p.busy_pct, "pmd");
+        }
+        self.last = cur;
+    }
 }
