@@ -76,6 +76,7 @@ fn draw(rep: &BenchReport, path: &Path) -> Result<(), Box<dyn std::error::Error>
     chart
         .configure_mesh()
         .disable_x_mesh()
+        .light_line_style(WHITE)
         .x_labels(slots + 1)
         .x_label_formatter(&move |v| match v {
             SegmentValue::CenterOf(j) if j % per_group == dut_count / 2 => label_sizes
@@ -123,10 +124,19 @@ fn draw(rep: &BenchReport, path: &Path) -> Result<(), Box<dyn std::error::Error>
             };
             let j = g * per_group + k;
             let mut lines = vec![format!("{:.2}", s.mpps)];
-            if let Some(r) = s.ratio_to_xswitch.filter(|_| dut != DutKind::Xswitch) {
+            // The calibration row (no device at all) has no ratio worth
+            // printing; the references do not get one to themselves.
+            let ratios = dut != DutKind::Direct;
+            if let Some(r) = s
+                .ratio_to_xswitch
+                .filter(|_| ratios && dut != DutKind::Xswitch)
+            {
                 lines.push(format!("×{r:.2}"));
             }
-            if let Some(r) = s.ratio_to_xdp_limit.filter(|_| dut != DutKind::XdpRedirect) {
+            if let Some(r) = s
+                .ratio_to_xdp_limit
+                .filter(|_| ratios && dut != DutKind::XdpRedirect)
+            {
                 lines.push(format!("{:.0}%XDP", r * 100.0));
             }
             // Stacked upwards from the top of the bar.
