@@ -831,37 +831,40 @@ fn rule_change_takes_effect_on_the_next_batch_despite_the_cache() {
 }
 
 #[test]
-fn tx_queue_is_chosen_by_flow_hash_modulo_the_usable_queue_count() {
-    let mut sw = Switch::with(2, |_, c| c.queues(1, 4), PmdConfig::default());
-    sw.dp
-        .flow_table()
-        .add(rule(match_in_port(1), 1, vec![Action::Output(2)]));
-    let frames: Vec<_> = (0..64)
-        .map(|i| build_frame(&udp_key(A, B, None, i), 22))
-        .collect();
-    sw.send_all(1, &frames);
-    let per_q: Vec<usize> = (0..4).map(|q| sw.port(2).tx_pending(q)).collect();
-    assert_eq!(per_q.iter().sum::<usize>(), 64);
-    assert!(per_q.iter().filter(|&&n| n > 0).count() >= 3, "{per_q:?}");
-    // A flow always uses the same queue.
-    for q in 0..4 {
-        sw.port(2).drain_tx(q, |_| ());
+fn tx_queue_is_the_pmd_id_modulo_the_usable_queue_count() {
+    // Each PMD transmits on a tx queue of its own when the port has enough
+    // (pmd.rs, step 4): PMD 6 on a 4-queue port uses queue 2 for every flow.
+    for (id, n_txq, expect) in [(6, 4, 2), (1, 4, 1), (0, 4, 0), (7, 3, 1)] {
+        let mut sw = Switch::with(
+            2,
+            |_, c| c.queues(1, 4),
+            PmdConfig {
+                id,
+                ..PmdConfig::default()
+            },
+        );
+        sw.dp
+            .flow_table()
+            .add(rule(match_in_port(1), 1, vec![Action::Output(2)]));
+        sw.port(2).set_tx_queues(n_txq);
+        let frames: Vec<_> = (0..64)
+            .map(|i| build_frame(&udp_key(A, B, None, i), 22))
+            .collect();
+        sw.send_all(1, &frames);
+        let per_q: Vec<usize> = (0..4).map(|q| sw.port(2).tx_pending(q)).collect();
+        let mut want = vec![0; 4];
+        want[expect] = 64;
+        assert_eq!(per_q, want, "pmd {id}, {n_txq} usable queues");
+        // With one usable queue left, everything goes to queue 0.
+        for q in 0..4 {
+            sw.port(2).drain_tx(q, |_| ());
+        }
+        sw.port(2).set_tx_queues(1);
+        sw.send_all(1, &frames[..32]);
+        assert_eq!(sw.port(2).tx_pending(0), 32, "pmd {id}");
+        sw.port(2).set_tx_queues(4);
+        sw.settle();
     }
-    sw.send_all(
-        1,
-        &[frames[5].clone(), frames[5].clone(), frames[5].clone()],
-    );
-    let per_q: Vec<usize> = (0..4).map(|q| sw.port(2).tx_pending(q)).collect();
-    assert_eq!(per_q.iter().filter(|&&n| n > 0).count(), 1, "{per_q:?}");
-    // With one usable queue left, everything goes to queue 0.
-    for q in 0..4 {
-        sw.port(2).drain_tx(q, |_| ());
-    }
-    sw.port(2).set_tx_queues(1);
-    sw.send_all(1, &frames[..32]);
-    assert_eq!(sw.port(2).tx_pending(0), 32);
-    sw.port(2).set_tx_queues(4);
-    sw.settle();
 }
 
 #[test]

@@ -28,8 +28,15 @@
 //!    emitted as it is at that moment).
 //! 4. Each output checks the port (in the map, [`PortState::output_check`],
 //!    MTU) — the check result is cached per port for the batch — and appends
-//!    to the batch of tx queue `hash % n`, `n > 0` guaranteed by the check
-//!    (`tx_queue`).
+//!    to the batch of tx queue `pmd_id % n`, `n > 0` guaranteed by the check
+//!    (`tx_queue`). The queue follows the PMD, not the flow hash (a
+//!    deliberate departure from DESIGN.md's `hash % n`, keeping its `n > 0`
+//!    guard): a port with at least as many tx queues as there are PMDs gives
+//!    every PMD a tx queue of its own, so the per-queue `try_lock` in the
+//!    vports is never contended (issue 4: "each PMD has its own tx path per
+//!    port"); with fewer queues PMDs share and a lost `try_lock` is retried
+//!    like a full ring. Per-flow order holds either way: one flow arrives on
+//!    one rx queue, which one PMD serves.
 //! 5. At the end of the batch every tx batch is flushed: the port state is
 //!    checked again (a port deleted or downed during the batch drops here,
 //!    the "next batch boundary" of the deletion protocol), then `send` is
@@ -227,6 +234,8 @@ struct Egress {
     gone: Vec<PortRef>,
     /// The PMD thread's watchdog heartbeat (none for a PMD driven by hand).
     hb: Option<Heartbeat>,
+    /// Picks this PMD's tx queue on every port (`PmdConfig::id`).
+    txq_hint: u64,
 }
 
 impl Egress {
@@ -346,7 +355,7 @@ impl Egress {
         if pkt.len() > slot.mtu {
             return self.drop_pkt(pkt, DropReason::MtuExceeded, Some(idx));
         }
-        let q = pick_tx_queue(hash, n, self.hb.as_mut(), ofport);
+        let q = pick_tx_queue(self.txq_hint, hash, n, self.hb.as_mut(), ofport);
         let slot = &mut self.tx[idx];
         match slot.queues.get_mut(q) {
             Some(b) if !b.is_full() => {
@@ -544,16 +553,16 @@ impl RuleHits {
     }
 }
 
-/// The tx queue for a packet of flow hash `hash` on a port with `n` usable
-/// queues: `hash % n`. `n` comes from a passed `output_check`, so it is at
+/// The tx queue PMD `hint` uses on a port with `n` usable queues:
+/// `hint % n` (module docs, step 4). `n` comes from a passed `output_check`, so it is at
 /// least 1; a 0 would still not loop or panic (queue 0, and the flush-time
 /// re-check drops the packet). The single-queue case skips the division.
 #[inline]
 #[cfg(not(feature = "legacy-semantics"))]
-fn tx_queue(hash: u64, n: u32) -> usize {
+fn tx_queue(hint: u64, n: u32) -> usize {
     match n {
         0 | 1 => 0,
-        n => ((hash >> 32) as u32 % n) as usize,
+        n => (hint % u64::from(n)) as usize,
     }
 }
 
@@ -576,8 +585,14 @@ fn output_check(state: &crate::vport::PortState) -> Result<u32, DropReason> {
 /// The queue an enqueue picks.
 #[cfg(not(feature = "legacy-semantics"))]
 #[inline]
-fn pick_tx_queue(hash: u64, n: u32, _hb: Option<&mut Heartbeat>, _port: PortNo) -> usize {
-    tx_queue(hash, n)
+fn pick_tx_queue(
+    hint: u64,
+    _hash: u64,
+    n: u32,
+    _hb: Option<&mut Heartbeat>,
+    _port: PortNo,
+) -> usize {
+    tx_queue(hint, n)
 }
 
 /// `legacy-semantics`: the queue choice of `skb_tx_hash` before the fix
@@ -585,7 +600,13 @@ fn pick_tx_queue(hash: u64, n: u32, _hb: Option<&mut Heartbeat>, _port: PortNo) 
 /// sees it first.
 #[cfg(feature = "legacy-semantics")]
 #[inline]
-fn pick_tx_queue(hash: u64, n: u32, hb: Option<&mut Heartbeat>, port: PortNo) -> usize {
+fn pick_tx_queue(
+    _hint: u64,
+    hash: u64,
+    n: u32,
+    hb: Option<&mut Heartbeat>,
+    port: PortNo,
+) -> usize {
     if let Some(hb) = hb {
         hb.tx(port, 0);
     }
@@ -849,6 +870,7 @@ impl Pmd {
                     last_port: None,
                     gone: Vec::with_capacity(4),
                     hb: None,
+                    txq_hint: cfg.id as u64,
                 },
                 dests: Vec::with_capacity(64),
                 scratch: Box::new(Scratch {
