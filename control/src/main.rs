@@ -71,13 +71,15 @@ fn parse_secs(s: &str) -> Result<std::time::Duration, String> {
     }
 }
 
-/// Logs go to stderr; the filter comes from RUST_LOG (default `info`).
+/// Logs go to stderr (colour only on a terminal); the filter comes from
+/// RUST_LOG (default `info`).
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
 

@@ -423,6 +423,8 @@ fn generic_mode_bridges_too() {
             h2.port(),
             "--mode",
             "generic",
+            "--stats-interval",
+            "0.2",
             "--json-stats",
         ],
     );
@@ -432,8 +434,13 @@ fn generic_mode_bridges_too() {
         sw.ready_line()
     );
     ping(h1, h2, 3, "0.1");
+    std::thread::sleep(Duration::from_millis(300));
     let f = sw.stop("INT");
     assert_eq!(f.code, Some(0), "stderr: {}", f.stderr);
+    // --stats-interval logged rates per port and busy % per PMD.
+    let rates = format!("rates port={}", h2.port());
+    assert!(f.stderr.contains(&rates), "{}", f.stderr);
+    assert!(f.stderr.contains("busy_pct="), "{}", f.stderr);
     let r = f.report();
     assert_eq!(port(&r, 2)["xdp"]["mode"], "generic");
     assert!(num(port(&r, 2), "tx_packets") >= 3);

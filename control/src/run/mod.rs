@@ -398,7 +398,7 @@ impl Bridge {
             .unwrap_or_default()
     }
 
-    fn pmd_reports_live(&self, now: &BusyMeter) -> Vec<PmdReport> {
+    fn pmd_reports_live(&self, since: &BusyMeter, now: &BusyMeter) -> Vec<PmdReport> {
         let Some(t) = &self.pmds else {
             return Vec::new();
         };
@@ -411,7 +411,7 @@ impl Bridge {
                 rx_packets: s.rx_packets(),
                 tx_packets: s.tx_packets(),
                 drops: s.drops(),
-                busy_pct: self.started.busy_pct(now, &format!("pmd{id}")),
+                busy_pct: since.busy_pct(now, &format!("pmd{id}")),
             })
             .collect()
     }
@@ -419,8 +419,14 @@ impl Bridge {
     /// The report as of now, while forwarding (PMD figures are the live
     /// totals; busy % since the start).
     pub fn report(&self) -> StatsReport {
+        self.report_since(&self.started)
+    }
+
+    /// [`Bridge::report`] with PMD busy % measured since `since` (an
+    /// earlier [`BusyMeter::start`]).
+    pub fn report_since(&self, since: &BusyMeter) -> StatsReport {
         let now = BusyMeter::start();
-        StatsReport::collect(&self.dp, self.pmd_reports_live(&now), |p| {
+        StatsReport::collect(&self.dp, self.pmd_reports_live(since, &now), |p| {
             self.extra_for(p.ofport)
         })
     }
@@ -494,9 +500,10 @@ impl Drop for Bridge {
     }
 }
 
-/// Logs each port's rates since the previous call.
+/// Logs each port's rates, and each PMD's busy %, since the previous call.
 struct RateLog {
     at: Instant,
+    cpu: BusyMeter,
     last: Vec<(PortNo, u64, u64, u64)>,
 }
 
@@ -504,12 +511,14 @@ impl RateLog {
     fn new() -> Self {
         RateLog {
             at: Instant::now(),
+            cpu: BusyMeter::start(),
             last: Vec::new(),
         }
     }
 
     fn log(&mut self, bridge: &Bridge) {
-        let r = bridge.report();
+        let r = bridge.report_since(&self.cpu);
+        self.cpu = BusyMeter::start();
         let now = Instant::now();
         let secs = now.duration_since(self.at).as_secs_f64().max(1e-9);
         let mut cur = Vec::with_capacity(r.ports.len());
