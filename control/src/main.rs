@@ -19,8 +19,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Show the packet walk on in-memory ports: learning, flows, trace, drops.
-    Demo,
+    /// Three hosts in namespaces bridged by xswitch: ping, TCP, stats
+    /// (root); `--memory`: the packet walk on in-memory ports.
+    Demo(control::demo::DemoArgs),
     /// Bridge interfaces on AF_XDP in the foreground until SIGINT/SIGTERM;
     /// then print the final statistics.
     Run(RunArgs),
@@ -87,13 +88,16 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     let res: Result<(), String> = match cli.cmd {
+        Cmd::Demo(a) => a.run(),
         Cmd::Port(a) => a.run(),
         Cmd::Flow(a) => a.run(),
         Cmd::Fdb(a) => a.run(),
         Cmd::Stats(a) => a.run(),
         Cmd::Trace(a) => a.run(),
         Cmd::Daemon(a) => a.run(),
-        Cmd::Demo => control::demo::run(std::io::stdout().lock()).map_err(|e| e.to_string()),
+        Cmd::Bench(a) => {
+            control::bench::main(&a, &mut std::io::stdout().lock()).map_err(|e| e.to_string())
+        }
         Cmd::Run(a) => {
             let cfg = control::run::RunConfig {
                 ports: a.ports,
@@ -103,9 +107,6 @@ fn main() -> ExitCode {
                 json_stats: a.json_stats,
             };
             control::run::run(&cfg, &mut std::io::stdout().lock()).map_err(|e| e.to_string())
-        }
-        Cmd::Bench(a) => {
-            control::bench::main(&a, &mut std::io::stdout().lock()).map_err(|e| e.to_string())
         }
     };
     match res {

@@ -1,4 +1,4 @@
-//! `xswitch demo`: the dataplane core at work on in-memory ports.
+//! `xswitch demo --memory`: the dataplane core at work on in-memory ports.
 //!
 //! Three hosts hang off three in-memory ports. The demo runs the real packet
 //! walk (extract → exact-match cache → classifier → actions → per-port tx
@@ -9,8 +9,8 @@
 //! 3. a port loses carrier: output to it is dropped and counted;
 //! 4. a short burst through the cache-hit path, to show the rate.
 //!
-//! Later issues replace the in-memory ports with AF_XDP ports on veths in
-//! network namespaces; the packet walk is the same code.
+//! It needs no privileges and touches no interface: the AF_XDP ports of
+//! `xswitch demo` (see [`super::netns`]) run the same packet walk.
 
 use crate::flow_syntax::{format_actions, format_dump_flow, parse_flow, FlowStats};
 use dataplane::datapath::{Datapath, Pmd, PmdConfig};
