@@ -163,6 +163,19 @@ impl Switch {
         }
     }
 
+    /// Waits for a stderr line containing `needle`.
+    fn wait_for_line(&self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) if l.contains(needle) => return l,
+                Ok(_) => {}
+                Err(_) => panic!("no line with {needle:?}: {}", self.stderr_text()),
+            }
+        }
+    }
+
     fn pid(&self) -> u32 {
         self.child.as_ref().map_or(0, ChildGuard::id)
     }
@@ -847,4 +860,51 @@ fn sigkill_leaves_no_program_and_no_socket() {
         attached_xdp(&w.sw, h2.port()),
     );
     ports_bind_and_forward_again(&w);
+}
+
+#[test]
+fn a_vanished_port_is_removed_and_the_others_keep_forwarding() {
+    if !privileged("a_vanished_port_is_removed_and_the_others_keep_forwarding") {
+        return;
+    }
+    let _g = serial();
+    let w = world(3, VethOpts::default());
+    let (h1, h2, h3) = (&w.hosts[0], &w.hosts[1], &w.hosts[2]);
+    let sw = Switch::start(
+        &w.sw,
+        &[
+            "--port",
+            h1.port(),
+            "--port",
+            h2.port(),
+            "--port",
+            h3.port(),
+            "--json-stats",
+        ],
+    );
+    ping(h1, h2, 2, "0.1");
+    // h3's veth vanishes (both ends). The next frame the switch sends to
+    // port 3 — the flooded ARP request for h3 — finds the device gone.
+    h3.ns.ip(&["link", "del", h3.ifname()]).unwrap();
+    let _ = h1
+        .ns
+        .output(&["timeout", "10", "ping", "-c", "2", "-W", "1", &h3.ip]);
+    let line = sw.wait_for_line("port removed", Duration::from_secs(10));
+    eprintln!("{line}");
+    assert!(line.contains(h3.port()), "{line}");
+    // The others carry on.
+    ping(h1, h2, 5, "0.1");
+    ping(h2, h1, 5, "0.1");
+    let f = sw.stop("TERM");
+    assert_eq!(f.code, Some(0), "stderr: {}", f.stderr);
+    let r = f.report();
+    let ofports: Vec<u64> = r["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| num(p, "ofport"))
+        .collect();
+    assert_eq!(ofports, vec![1, 2], "port 3 is gone from the report");
+    assert!(num(port(&r, 2), "tx_packets") >= 12, "{r:#}");
+    assert_eq!(attached_xdp(&w.sw, h1.port()), None);
 }

@@ -55,6 +55,9 @@
 //!   then the final report is taken (counters are final and ports still
 //!   listed), then ports are deleted and reclaimed, then the last handles
 //!   drop (sockets close, BPF links close: programs detach).
+//! * A port whose device vanished while running (a send saw ENXIO or
+//!   ENETDOWN) is deleted by the datapath itself; the run loop then drops
+//!   its last handles ([`Bridge::reap_gone`]) and the other ports carry on.
 //! * Even a SIGKILL leaves nothing behind: the programs hang on BPF links
 //!   and the sockets on fds, both closed by the kernel with the process.
 //!
@@ -431,6 +434,35 @@ impl Bridge {
         })
     }
 
+    /// Forgets the ports the datapath deleted by itself — a PMD found the
+    /// device gone (ENXIO/ENETDOWN on send) and the housekeeping thread ran
+    /// the deletion protocol — once their teardown has run, dropping the
+    /// last handles (sockets, UMEM, program). The run loop calls this
+    /// every tick, so a vanished interface does not keep its UMEM until
+    /// exit. Returns the names of the ports released.
+    pub fn reap_gone(&mut self) -> Vec<String> {
+        let dp = &self.dp;
+        let mut gone = Vec::new();
+        self.ports.retain(|p| {
+            let ours = Arc::as_ptr(&p.opened.port).cast::<()>();
+            let present = dp
+                .port(p.ofport)
+                .is_some_and(|v| Arc::as_ptr(&v).cast::<()>() == ours);
+            // Absent and torn down: ours is the last handle.
+            if present || Arc::strong_count(&p.opened.port) > 1 {
+                return true;
+            }
+            tracing::warn!(
+                port = %p.opened.link.name,
+                ofport = p.ofport,
+                "port removed: its device is gone; sockets closed"
+            );
+            gone.push(p.opened.link.name.clone());
+            false
+        });
+        gone
+    }
+
     /// Stops the bridge (module docs, "Shutdown order") and returns the
     /// final report.
     pub fn shutdown(mut self) -> StatsReport {
@@ -461,7 +493,8 @@ impl Bridge {
                 Ok(_) => {
                     tracing::info!(port = %p.opened.link.name, ofport = p.ofport, "port deleted")
                 }
-                Err(e) => tracing::warn!(port = %p.opened.link.name, error = %e, "deleting port"),
+                // Deleted by the datapath since the last reap (device gone).
+                Err(e) => tracing::debug!(port = %p.opened.link.name, error = %e, "deleting port"),
             }
         }
         let deadline = Instant::now() + Duration::from_secs(2);
@@ -566,11 +599,12 @@ fn install_signals() -> Result<Arc<AtomicBool>, RunError> {
 /// `out`.
 pub fn run(cfg: &RunConfig, out: &mut dyn Write) -> Result<(), RunError> {
     let term = install_signals()?;
-    let bridge = Bridge::start(cfg)?;
+    let mut bridge = Bridge::start(cfg)?;
     eprintln!("{}", bridge.ready_line());
     let mut rates = RateLog::new();
     while !term.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
+        bridge.reap_gone();
         if let Some(iv) = cfg.stats_interval {
             if rates.at.elapsed() >= iv {
                 rates.log(&bridge);
