@@ -39,7 +39,7 @@ use std::os::fd::RawFd;
 use std::sync::Arc;
 use xswitch_bpf::{BpfError, PortProgram, XdpMode};
 
-use crate::report::XdpReport;
+use crate::report::{DeviceReport, XdpReport};
 
 /// Why a port could not be opened. Each message is one line naming the
 /// interface.
@@ -107,6 +107,20 @@ impl OpenedPort {
     /// Packets received per rx queue, as the vport counted them.
     pub fn rx_per_queue(&self) -> Vec<u64> {
         self.port.counters().rx_per_queue
+    }
+
+    /// Per-queue rx packets and the ring-level counters, read together.
+    pub fn device_report(&self) -> (Vec<u64>, DeviceReport) {
+        let c = self.port.counters();
+        let d = DeviceReport {
+            kernel_rx_dropped: c.kernel_rx_dropped,
+            kernel_rx_ring_full: c.kernel_rx_ring_full,
+            fill_ring_empty: c.fill_ring_empty,
+            tx_ring_full: c.tx_ring_full,
+            kicks: c.kicks,
+            kick_errors: c.kick_errors.total(),
+        };
+        (c.rx_per_queue, d)
     }
 
     /// The program's per-queue redirect/pass counters for the

@@ -79,6 +79,28 @@ pub struct PortReport {
     /// The XDP program's view of the port, when it has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub xdp: Option<XdpReport>,
+    /// The device's own ring-level counters, when it keeps them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device: Option<DeviceReport>,
+}
+
+/// Ring-level counters of an AF_XDP device: where frames can be lost
+/// before the datapath sees them, and what transmitting cost.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct DeviceReport {
+    /// Frames the kernel dropped on rx (all causes, `XDP_STATISTICS`).
+    pub kernel_rx_dropped: u64,
+    /// Of those, dropped because the socket's rx ring was full (the PMD
+    /// did not drain it in time).
+    pub kernel_rx_ring_full: u64,
+    /// Frames that found the fill ring empty.
+    pub fill_ring_empty: u64,
+    /// `send` calls that left packets behind (no free tx frame or slot).
+    pub tx_ring_full: u64,
+    /// `sendto` kicks.
+    pub kicks: u64,
+    /// Kicks that failed (transient or fatal).
+    pub kick_errors: u64,
 }
 
 /// A port's state flags.
@@ -142,6 +164,8 @@ pub struct PortExtra {
     pub queues: Vec<u64>,
     /// The XDP program's counters.
     pub xdp: Option<XdpReport>,
+    /// The device's ring-level counters.
+    pub device: Option<DeviceReport>,
 }
 
 fn all_reasons(c: &DropCounters) -> BTreeMap<&'static str, u64> {
@@ -176,6 +200,7 @@ impl PortReport {
             },
             queues: extra.queues,
             xdp: extra.xdp,
+            device: extra.device,
         }
     }
 
@@ -255,6 +280,20 @@ impl StatsReport {
                     join(&x.redirected),
                     join(&x.passed)
                 )?;
+            }
+            if let Some(d) = &p.device {
+                if d.kernel_rx_dropped + d.fill_ring_empty + d.tx_ring_full + d.kick_errors > 0 {
+                    writeln!(
+                        w,
+                        "{:name_w$}   device: kernel rx dropped {} (rx ring full {}), fill ring empty {}, tx ring full {}, kick errors {}",
+                        "",
+                        d.kernel_rx_dropped,
+                        d.kernel_rx_ring_full,
+                        d.fill_ring_empty,
+                        d.tx_ring_full,
+                        d.kick_errors
+                    )?;
+                }
             }
             for (label, m) in [("drops", &p.drops), ("tx drops", &p.tx_drops)] {
                 let nz: Vec<String> = m
@@ -349,6 +388,7 @@ mod tests {
         let r = StatsReport::collect(&dp, vec![pmd()], |p| PortExtra {
             queues: vec![u64::from(p.ofport); 2],
             xdp: None,
+            device: (p.ofport == 2).then(DeviceReport::default),
         });
         let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
         let ports = v["ports"].as_array().unwrap();
@@ -375,6 +415,8 @@ mod tests {
         assert_eq!(ports[1]["name"], "b0");
         assert_eq!(ports[1]["queues"], serde_json::json!([2, 2]));
         assert!(ports[0].get("xdp").is_none(), "absent xdp is omitted");
+        assert!(ports[0].get("device").is_none(), "absent device is omitted");
+        assert_eq!(ports[1]["device"]["kernel_rx_ring_full"], 0);
         for key in ["id", "cpu", "rx_packets", "busy_pct"] {
             assert!(v["pmds"][0].get(key).is_some(), "missing pmds[0].{key}");
         }
@@ -393,6 +435,11 @@ mod tests {
                 redirected: vec![3, 4],
                 passed: vec![0, 0],
             }),
+            device: Some(DeviceReport {
+                kernel_rx_dropped: 9,
+                kernel_rx_ring_full: 9,
+                ..DeviceReport::default()
+            }),
         });
         r.ports[0].drops.insert("no_match", 5);
         let mut out = Vec::new();
@@ -404,6 +451,7 @@ mod tests {
             "{s}"
         );
         assert!(s.contains("drops: no_match=5"), "{s}");
+        assert!(s.contains("kernel rx dropped 9 (rx ring full 9)"), "{s}");
         assert!(!s.contains("no_carrier="), "zero reasons are hidden: {s}");
         assert!(s.contains("no-carrier"), "port state shown: {s}");
         assert!(s.contains("pmd0"), "{s}");

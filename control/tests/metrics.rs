@@ -39,6 +39,7 @@ fn port(name: &str, ofport: u32, rx: u64, carrier: bool) -> PortReport {
         },
         queues: vec![],
         xdp: None,
+        device: None,
     }
 }
 

@@ -38,10 +38,14 @@ impl OpenedDevice {
     /// Device-level figures for `stats` (per-queue rx, XDP counters).
     pub fn extra(&self) -> PortExtra {
         match &self.afxdp {
-            Some(o) => PortExtra {
-                queues: o.rx_per_queue(),
-                xdp: o.xdp_report(),
-            },
+            Some(o) => {
+                let (queues, device) = o.device_report();
+                PortExtra {
+                    queues,
+                    xdp: o.xdp_report(),
+                    device: Some(device),
+                }
+            }
             None => PortExtra::default(),
         }
     }

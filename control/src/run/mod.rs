@@ -394,9 +394,13 @@ impl Bridge {
         self.ports
             .iter()
             .find(|p| p.ofport == ofport)
-            .map(|p| PortExtra {
-                queues: p.opened.rx_per_queue(),
-                xdp: p.opened.xdp_report(),
+            .map(|p| {
+                let (queues, device) = p.opened.device_report();
+                PortExtra {
+                    queues,
+                    xdp: p.opened.xdp_report(),
+                    device: Some(device),
+                }
             })
             .unwrap_or_default()
     }
