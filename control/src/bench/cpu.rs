@@ -62,6 +62,29 @@ impl CpuSnapshot {
     }
 }
 
+/// Clock ticks per second of /proc's CPU times (USER_HZ: 100 on every
+/// Linux architecture's user ABI).
+const USER_HZ: f64 = 100.0;
+
+/// CPU seconds (user + system, all threads) that process `pid` has used,
+/// from `/proc/PID/stat`; `None` once it is gone.
+pub fn process_cpu_secs(pid: u32) -> Option<f64> {
+    parse_proc_stat_cpu(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// utime + stime of a `/proc/PID/stat` line, in seconds. The command name
+/// (field 2) may contain spaces and parentheses, so fields are counted
+/// from the last `)`.
+pub fn parse_proc_stat_cpu(line: &str) -> Option<f64> {
+    let rest = &line[line.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // After the name: state(3) ppid pgrp session tty tpgid flags minflt
+    // cminflt majflt cmajflt utime(14) stime(15).
+    let utime: u64 = f.get(11)?.parse().ok()?;
+    let stime: u64 = f.get(12)?.parse().ok()?;
+    Some((utime + stime) as f64 / USER_HZ)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,6 +112,14 @@ mod tests {
     fn no_elapsed_time_reads_as_idle() {
         let a = CpuSnapshot::parse(T0);
         assert_eq!(a.busy_pct_until(&a), vec![0.0, 0.0]);
+    }
+
+    #[test]
+    fn process_cpu_time_is_utime_plus_stime_after_the_name() {
+        let line = "1234 (ovs-vswitchd (x)) R 1 2 3 0 -1 4194560 10 0 0 0 250 150 0 0 20 0 9 0";
+        assert_eq!(parse_proc_stat_cpu(line), Some(4.0));
+        assert_eq!(parse_proc_stat_cpu("garbage"), None);
+        assert!(process_cpu_secs(std::process::id()).is_some());
     }
 
     #[test]

@@ -205,6 +205,18 @@ impl Dut {
     }
 }
 
+impl Dut {
+    /// PIDs of the processes that do the forwarding (OVS daemons, `xswitch
+    /// run`); empty for the in-kernel devices, whose work is softirq time.
+    pub fn process_ids(&self) -> Vec<u32> {
+        match self {
+            Dut::Ovs(o) => o.pids(),
+            Dut::Xswitch(x) => x.child.as_ref().map(|c| vec![c.id()]).unwrap_or_default(),
+            Dut::Direct | Dut::XdpRedirect(_) | Dut::LinuxBridge => Vec::new(),
+        }
+    }
+}
+
 /// `xswitch run` inside the DUT namespace.
 #[derive(Debug)]
 pub struct XswitchProcess {

@@ -357,7 +357,7 @@ pub fn run(
             }
             for &size in &cfg.sizes {
                 step += 1;
-                let r = measure(cfg, &net, kind, size, rep, stop)?;
+                let r = measure(cfg, &net, kind, &dut.process_ids(), size, rep, stop)?;
                 let _ = writeln!(
                     progress,
                     "bench [{step:>3}/{total}] {:<12} {size:>4} B  rep {rep}/{}: {:>6.3} Mpps \
@@ -429,10 +429,12 @@ fn measure(
     cfg: &BenchConfig,
     net: &BenchNet,
     dut: DutKind,
+    pids: &[u32],
     size: usize,
     rep: u32,
     stop: &AtomicBool,
 ) -> Result<RunRecord, BenchError> {
+    let proc_cpu = || -> Option<f64> { pids.iter().map(|&p| cpu::process_cpu_secs(p)).sum() };
     let _sink = match cfg.sink {
         SinkMode::Xdp => {
             let _in = NetnsGuard::enter(net.sink.name())?;
@@ -477,16 +479,30 @@ fn measure(
         if !sleep_unless(cfg.warmup, stop) {
             return Ok(None);
         }
-        let (c0, cpu0, t0) = (net.sink_counters()?, CpuSnapshot::take(), Instant::now());
+        let (c0, cpu0, p0, t0) = (
+            net.sink_counters()?,
+            CpuSnapshot::take(),
+            proc_cpu(),
+            Instant::now(),
+        );
         if !sleep_unless(cfg.duration, stop) {
             return Ok(None);
         }
-        let (c1, cpu1, t1) = (net.sink_counters()?, CpuSnapshot::take(), Instant::now());
-        Ok::<_, BenchError>(Some((c0, c1, cpu0, cpu1, t1 - t0)))
+        let (c1, cpu1, p1, t1) = (
+            net.sink_counters()?,
+            CpuSnapshot::take(),
+            proc_cpu(),
+            Instant::now(),
+        );
+        let proc_secs = match (p0, p1) {
+            (Some(a), Some(b)) if !pids.is_empty() => Some(b - a),
+            _ => None,
+        };
+        Ok::<_, BenchError>(Some((c0, c1, cpu0, cpu1, proc_secs, t1 - t0)))
     })();
     gen_stop.store(true, Ordering::Relaxed);
     let gen = finish(handle)?;
-    let Some((c0, c1, cpu0, cpu1, elapsed)) = window? else {
+    let Some((c0, c1, cpu0, cpu1, proc_secs, elapsed)) = window? else {
         return Err(BenchError::Interrupted);
     };
     let cpu_busy_pct = match (cpu0, cpu1) {
@@ -496,6 +512,7 @@ fn measure(
     let secs = elapsed.as_secs_f64();
     let mpps = c1.rx_packets.saturating_sub(c0.rx_packets) as f64 / secs / 1e6;
     let busy_cores = cpu_busy_pct.iter().sum::<f64>() / 100.0;
+    let dut_process_cores = proc_secs.map(|p| p / secs);
     // Let the last frames drain before the sink goes.
     std::thread::sleep(Duration::from_millis(100));
     Ok(RunRecord {
@@ -513,6 +530,8 @@ fn measure(
             0.0
         },
         cpu_busy_pct,
+        dut_process_cores,
+        mpps_per_dut_process_core: dut_process_cores.filter(|&c| c > 0.0).map(|c| mpps / c),
         offered_mpps: gen.pps() / 1e6,
         sink_dropped_mpps: c1.rx_dropped.saturating_sub(c0.rx_dropped) as f64 / secs / 1e6,
         gen_cpu: gen.cpu,

@@ -99,6 +99,11 @@ impl OvsDut {
         Ok(ovs)
     }
 
+    /// PIDs of the daemons (ovsdb-server, ovs-vswitchd).
+    pub fn pids(&self) -> Vec<u32> {
+        self.daemons.iter().map(ChildGuard::id).collect()
+    }
+
     fn prog(&self, name: &str) -> &Path {
         let i = PROGRAMS.iter().position(|p| *p == name).expect("known");
         &self.progs[i]

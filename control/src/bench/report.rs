@@ -45,6 +45,13 @@ pub struct RunRecord {
     pub busy_cores: f64,
     /// Million packets per busy CPU-second.
     pub mpps_per_busy_core: f64,
+    /// CPU the DUT's own processes used over the window, in cores (user +
+    /// system time of OVS or `xswitch run`); `None` for in-kernel devices.
+    /// Unlike `busy_cores` this is not inflated by anything else running
+    /// on the machine.
+    pub dut_process_cores: Option<f64>,
+    /// Million packets per CPU-second of the DUT's processes.
+    pub mpps_per_dut_process_core: Option<f64>,
     /// What the generator offered, millions of frames per second.
     pub offered_mpps: f64,
     /// Frames the sink interface counted as dropped (rx_dropped) per
@@ -81,6 +88,10 @@ pub struct Summary {
     pub busy_cores: f64,
     /// Median million packets per busy CPU-second.
     pub mpps_per_busy_core: f64,
+    /// Median CPU of the DUT's processes, in cores.
+    pub dut_process_cores: Option<f64>,
+    /// Median million packets per CPU-second of the DUT's processes.
+    pub mpps_per_dut_process_core: Option<f64>,
     /// This device's median Mpps over xswitch's, same size and flows.
     pub ratio_to_xswitch: Option<f64>,
     /// This device's median Mpps over xdp-redirect's (the kernel limit).
@@ -145,6 +156,12 @@ pub fn median(v: &[f64]) -> f64 {
     }
 }
 
+/// The median of the values present, if any.
+fn med_opt(g: &[&RunRecord], f: fn(&RunRecord) -> Option<f64>) -> Option<f64> {
+    let v: Vec<f64> = g.iter().filter_map(|r| f(r)).collect();
+    (!v.is_empty()).then(|| median(&v))
+}
+
 /// Groups the runs by (dut, size, flows) and computes medians and ratios.
 pub fn summarize(runs: &[RunRecord]) -> Vec<Summary> {
     let mut groups: BTreeMap<(usize, u32, DutKind), Vec<&RunRecord>> = BTreeMap::new();
@@ -172,6 +189,8 @@ pub fn summarize(runs: &[RunRecord]) -> Vec<Summary> {
                 gbps: med(g, |r| r.gbps),
                 busy_cores: med(g, |r| r.busy_cores),
                 mpps_per_busy_core: med(g, |r| r.mpps_per_busy_core),
+                dut_process_cores: med_opt(g, |r| r.dut_process_cores),
+                mpps_per_dut_process_core: med_opt(g, |r| r.mpps_per_dut_process_core),
                 ratio_to_xswitch: None,
                 ratio_to_xdp_limit: None,
             }
@@ -194,6 +213,10 @@ pub fn summarize(runs: &[RunRecord]) -> Vec<Summary> {
     out
 }
 
+fn opt(v: Option<f64>, decimals: usize) -> String {
+    v.map_or("-".into(), |v| format!("{v:.decimals$}"))
+}
+
 fn ratio(r: Option<f64>) -> String {
     r.map_or("-".into(), |r| format!("{r:.2}x"))
 }
@@ -209,7 +232,7 @@ pub fn render_table(rep: &BenchReport) -> String {
     );
     let _ = writeln!(
         s,
-        "\n{:<13} {:>6} {:>6} {:>5} {:>8} {:>13} {:>7} {:>7} {:>11} {:>9} {:>9}",
+        "\n{:<13} {:>6} {:>6} {:>5} {:>8} {:>13} {:>7} {:>7} {:>11} {:>10} {:>12} {:>9} {:>9}",
         "dut",
         "frame",
         "flows",
@@ -219,13 +242,15 @@ pub fn render_table(rep: &BenchReport) -> String {
         "Gbps",
         "cores",
         "Mpps/core",
+        "DUT cores",
+        "Mpps/DUTcore",
         "vs xsw",
         "vs XDP"
     );
     for x in &rep.summary {
         let _ = writeln!(
             s,
-            "{:<13} {:>6} {:>6} {:>5} {:>8.3} {:>13} {:>7.2} {:>7.2} {:>11.3} {:>9} {:>9}",
+            "{:<13} {:>6} {:>6} {:>5} {:>8.3} {:>13} {:>7.2} {:>7.2} {:>11.3} {:>10} {:>12} {:>9} {:>9}",
             x.dut.name(),
             x.frame_size,
             x.flows,
@@ -235,6 +260,8 @@ pub fn render_table(rep: &BenchReport) -> String {
             x.gbps,
             x.busy_cores,
             x.mpps_per_busy_core,
+            opt(x.dut_process_cores, 2),
+            opt(x.mpps_per_dut_process_core, 3),
             ratio(x.ratio_to_xswitch),
             ratio(x.ratio_to_xdp_limit),
         );
@@ -275,6 +302,8 @@ mod tests {
             cpu_busy_pct: vec![100.0, 50.0],
             busy_cores: 1.5,
             mpps_per_busy_core: mpps / 1.5,
+            dut_process_cores: Some(1.0),
+            mpps_per_dut_process_core: Some(mpps),
             offered_mpps: 4.0,
             sink_dropped_mpps: 0.0,
             gen_cpu: Some(0),
