@@ -49,11 +49,24 @@
 //!   [`FrameCensus`] places every UMEM frame — free for tx, in flight on tx,
 //!   owned by the kernel on fill/rx — and must always add up to the total.
 //!
-//! Why copy rather than zero-copy forwarding: on veth the kernel copies
-//! anyway (zero-copy bind is EOPNOTSUPP), and a frame that never leaves its
-//! queue needs no cross-port return path, no per-frame owner tag and no
-//! teardown hand-back; the cost is one memcpy per packet per direction,
-//! small beside the per-packet skb that copy-mode tx builds.
+//! Why copy rather than a UMEM shared across ports (measured for issue 4,
+//! `benches/src/bin/umem_choice.rs`, results in
+//! `benches/results/umem-choice-2026-11-22.md`): a minimal two-port
+//! forwarder was run in both models, alternated, on veth. The shared UMEM
+//! passes A's rx descriptor straight to B's tx ring. It saves the userspace
+//! memcpy (about 20 ns per packet at 64 B, 185 ns at 1518 B), but the
+//! forwarder's CPU time per packet changes by only +3 % at 64 B and −4 % at
+//! 1518 B (paired medians of 7 repetitions). Mpps differed by less than the
+//! run-to-run noise. About 90 % of that time (1.3–1.6 µs per packet) is
+//! the kernel's copy-mode tx, which builds an skb per frame and copies it
+//! out of the UMEM whatever we do; without our copy, that kernel copy reads
+//! cache lines the rx CPU wrote and gives the saving back. Zero-copy binds
+//! are EOPNOTSUPP on veth. A gain that small does not pay for what sharing
+//! costs: a cross-port return path, a per-frame owner and a teardown
+//! hand-back, none of which a frame that never leaves its queue needs. So
+//! the copy model stays. (The extra hop through a `Packet`, UMEM → Packet →
+//! UMEM, measured 0.5–3 % over a single copy.) Measure again for drivers
+//! with zero-copy tx, where the shared UMEM would remove the only copy.
 //!
 //! # Kick and poll errors
 //! One `sendto` per `send`, never in a loop. EAGAIN, EBUSY and ENOBUFS are
