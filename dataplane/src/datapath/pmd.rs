@@ -600,13 +600,7 @@ fn pick_tx_queue(
 /// sees it first.
 #[cfg(feature = "legacy-semantics")]
 #[inline]
-fn pick_tx_queue(
-    _hint: u64,
-    hash: u64,
-    n: u32,
-    hb: Option<&mut Heartbeat>,
-    port: PortNo,
-) -> usize {
+fn pick_tx_queue(_hint: u64, hash: u64, n: u32, hb: Option<&mut Heartbeat>, port: PortNo) -> usize {
     if let Some(hb) = hb {
         hb.tx(port, 0);
     }
