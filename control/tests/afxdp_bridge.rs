@@ -343,11 +343,14 @@ fn eventually(d: Duration, mut f: impl FnMut() -> bool) -> bool {
 }
 
 /// An iperf3 server in `host`'s namespace (one test, then it exits),
-/// listening once this returns.
+/// listening once this returns. The guard holds iperf3's own PID (`ip
+/// netns exec` execs it), so dropping the guard kills the server itself;
+/// `--idle-timeout` ends a server no client ever reached even if the test
+/// process is killed before its guards run.
 fn iperf3_server(host: &Host) -> ChildGuard {
     let s = host
         .ns
-        .spawn(&["timeout", "60", "iperf3", "-s", "-1", "-B", &host.ip])
+        .spawn(&["iperf3", "-s", "-1", "--idle-timeout", "60", "-B", &host.ip])
         .unwrap();
     let listening = eventually(Duration::from_secs(10), || {
         host.ns
