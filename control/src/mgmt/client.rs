@@ -70,15 +70,21 @@ impl Client {
     pub fn request(&mut self, req: &Request) -> Result<Reply, ClientError> {
         let mut line = serde_json::to_string(req).map_err(|e| self.io(format!("encode: {e}")))?;
         line.push('\n');
-        self.writer
+        let sent = self
+            .writer
             .write_all(line.as_bytes())
-            .and_then(|()| self.writer.flush())
-            .map_err(|e| self.io(format!("send: {e}")))?;
+            .and_then(|()| self.writer.flush());
         let mut resp = String::new();
-        let n = self
-            .reader
-            .read_line(&mut resp)
-            .map_err(|e| self.io(format!("receive: {e}")))?;
+        let read = self.reader.read_line(&mut resp);
+        // A daemon that refuses the connection (too many connections)
+        // writes its reason and closes, possibly before our request went
+        // out: then the send fails (EPIPE) but the reason is already in our
+        // receive buffer, and it says more than "broken pipe".
+        let n = match (sent, read) {
+            (_, Ok(n)) if n > 0 => n,
+            (Err(e), _) => return Err(self.io(format!("send: {e}"))),
+            (Ok(()), r) => r.map_err(|e| self.io(format!("receive: {e}")))?,
+        };
         if n == 0 {
             return Err(self.io("the daemon closed the connection without answering".into()));
         }
