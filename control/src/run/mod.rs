@@ -569,9 +569,9 @@ impl RateLog {
             tracing::info!(
                 port = %p.name,
                 ofport = p.ofport,
-                rx_pps = ((p.rx_packets - rx0) as f64 / secs).round(),
-                tx_pps = ((p.tx_packets - tx0) as f64 / secs).round(),
-                drops = drops - d0,
+                rx_pps = (p.rx_packets.saturating_sub(rx0) as f64 / secs).round(),
+                tx_pps = (p.tx_packets.saturating_sub(tx0) as f64 / secs).round(),
+                drops = drops.saturating_sub(d0),
                 "rates"
             );
             cur.push((p.ofport, p.rx_packets, p.tx_packets, drops));
