@@ -356,6 +356,46 @@ fn join(v: &[u64]) -> String {
     v.iter().map(u64::to_string).collect::<Vec<_>>().join(" ")
 }
 
+/// The `--stats-interval` log: each port's packet rates and new drops since
+/// the previous line, and each PMD's figures, as `tracing` info events.
+/// Shared by `xswitch run` and the daemon.
+#[derive(Debug, Default)]
+pub struct RateLog {
+    /// `(ofport, rx_packets, tx_packets, drops)` at the previous line.
+    last: Vec<(PortNo, u64, u64, u64)>,
+}
+
+impl RateLog {
+    /// Logs `r`'s rates over `since`, the time since the previous call. A
+    /// port new since then (or re-added, its counters restarted) counts
+    /// from zero, never negative.
+    pub fn log(&mut self, r: &StatsReport, since: std::time::Duration) {
+        let secs = since.as_secs_f64().max(1e-9);
+        let mut cur = Vec::with_capacity(r.ports.len());
+        for p in &r.ports {
+            let (rx0, tx0, d0) = self
+                .last
+                .iter()
+                .find(|l| l.0 == p.ofport)
+                .map_or((0, 0, 0), |l| (l.1, l.2, l.3));
+            let drops = p.drops_total();
+            tracing::info!(
+                port = %p.name,
+                ofport = p.ofport,
+                rx_pps = (p.rx_packets.saturating_sub(rx0) as f64 / secs).round(),
+                tx_pps = (p.tx_packets.saturating_sub(tx0) as f64 / secs).round(),
+                drops = drops.saturating_sub(d0),
+                "rates"
+            );
+            cur.push((p.ofport, p.rx_packets, p.tx_packets, drops));
+        }
+        for p in &r.pmds {
+            tracing::info!(pmd = p.id, cpu = ?p.cpu, rx_packets = p.rx_packets, busy_pct = p.busy_pct, "pmd");
+        }
+        self.last = cur;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

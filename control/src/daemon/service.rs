@@ -30,7 +30,7 @@ use crate::daemon::links::LinkWatcher;
 use crate::metrics::{MetricsError, MetricsServer};
 use crate::mgmt::{Server, ServerError};
 use crate::monitor::{MonitorConfig, MonitorError};
-use crate::report::{PmdReport, StatsReport};
+use crate::report::{PmdReport, RateLog, StatsReport};
 use crate::run::{allowed_cpus, format_cpu_list, missing_capabilities, pmd_cpus, CpuListError};
 use dataplane::classifier::RuleSpec;
 use dataplane::datapath::{Datapath, DatapathConfig, Pmd, PmdConfig, PmdThreads, PmdThreadsConfig};
@@ -367,39 +367,4 @@ pub fn run_until_signal(cfg: &ServiceConfig) -> Result<StatsReport, ServiceError
     }
     tracing::info!("signal received: stopping");
     Ok(svc.shutdown())
-}
-
-/// Per-port counters at the previous `--stats-interval` log line.
-#[derive(Default)]
-struct RateLog {
-    last: Vec<(u32, u64, u64, u64)>,
-}
-
-impl RateLog {
-    /// Logs each port's rates over `since`, and each PMD's busy %.
-    fn log(&mut self, r: &StatsReport, since: Duration) {
-        let secs = since.as_secs_f64().max(1e-9);
-        let mut cur = Vec::with_capacity(r.ports.len());
-        for p in &r.ports {
-            let (rx0, tx0, d0) = self
-                .last
-                .iter()
-                .find(|l| l.0 == p.ofport)
-                .map_or((0, 0, 0), |l| (l.1, l.2, l.3));
-            let drops = p.drops_total();
-            tracing::info!(
-                port = %p.name,
-                ofport = p.ofport,
-                rx_pps = (p.rx_packets.saturating_sub(rx0) as f64 / secs).round(),
-                tx_pps = (p.tx_packets.saturating_sub(tx0) as f64 / secs).round(),
-                drops = drops.saturating_sub(d0),
-                "rates"
-            );
-            cur.push((p.ofport, p.rx_packets, p.tx_packets, drops));
-        }
-        for p in &r.pmds {
-            tracing::info!(pmd = p.id, cpu = ?p.cpu, rx_packets = p.rx_packets, busy_pct = p.busy_pct, "pmd");
-        }
-        self.last = cur;
-    }
 }

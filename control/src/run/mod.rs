@@ -75,7 +75,7 @@ pub use cpus::{allowed_cpus, format_cpu_list, parse_cpu_list, pmd_cpus, CpuListE
 pub use cputime::{threads_cpu_time, BusyMeter};
 
 use crate::afxdp::{open_port, OpenError, OpenedPort};
-use crate::report::{PmdReport, PortExtra, StatsReport};
+use crate::report::{PmdReport, PortExtra, RateLog, StatsReport};
 use dataplane::datapath::{Datapath, DatapathError, Pmd, PmdThreads, PmdThreadsConfig};
 use dataplane::flow_key::PortNo;
 use dataplane::vport::afxdp::{AfXdpConfig, LinkInfo};
@@ -537,19 +537,20 @@ impl Drop for Bridge {
     }
 }
 
-/// Logs each port's rates, and each PMD's busy %, since the previous call.
-struct RateLog {
+/// The `--stats-interval` log over a [`Bridge`]: PMD busy % is measured
+/// since the previous line ([`BusyMeter`]), the rates by [`RateLog`].
+struct IntervalLog {
     at: Instant,
     cpu: BusyMeter,
-    last: Vec<(PortNo, u64, u64, u64)>,
+    rates: RateLog,
 }
 
-impl RateLog {
+impl IntervalLog {
     fn new() -> Self {
-        RateLog {
+        IntervalLog {
             at: Instant::now(),
             cpu: BusyMeter::start(),
-            last: Vec::new(),
+            rates: RateLog::default(),
         }
     }
 
@@ -557,29 +558,7 @@ impl RateLog {
         let r = bridge.report_since(&self.cpu);
         self.cpu = BusyMeter::start();
         let now = Instant::now();
-        let secs = now.duration_since(self.at).as_secs_f64().max(1e-9);
-        let mut cur = Vec::with_capacity(r.ports.len());
-        for p in &r.ports {
-            let (rx0, tx0, d0) = self
-                .last
-                .iter()
-                .find(|l| l.0 == p.ofport)
-                .map_or((0, 0, 0), |l| (l.1, l.2, l.3));
-            let drops = p.drops_total();
-            tracing::info!(
-                port = %p.name,
-                ofport = p.ofport,
-                rx_pps = (p.rx_packets.saturating_sub(rx0) as f64 / secs).round(),
-                tx_pps = (p.tx_packets.saturating_sub(tx0) as f64 / secs).round(),
-                drops = drops.saturating_sub(d0),
-                "rates"
-            );
-            cur.push((p.ofport, p.rx_packets, p.tx_packets, drops));
-        }
-        for p in &r.pmds {
-            tracing::info!(pmd = p.id, cpu = ?p.cpu, rx_packets = p.rx_packets, busy_pct = p.busy_pct, "pmd");
-        }
-        self.last = cur;
+        self.rates.log(&r, now.duration_since(self.at));
         self.at = now;
     }
 }
@@ -605,7 +584,7 @@ pub fn run(cfg: &RunConfig, out: &mut dyn Write) -> Result<(), RunError> {
     let term = install_signals()?;
     let mut bridge = Bridge::start(cfg)?;
     eprintln!("{}", bridge.ready_line());
-    let mut rates = RateLog::new();
+    let mut rates = IntervalLog::new();
     while !term.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
         bridge.reap_gone();
