@@ -79,6 +79,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, ValueEnum};
 use control::bench::cpu::CpuSnapshot;
 use control::bench::net::{if_counters, BenchNet};
+use dataplane::vport::afxdp;
 use xsk_rs::config::{
     BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig,
 };
@@ -222,42 +223,20 @@ fn xsk(umem: &Umem, ifname: &str, ring: u32, fill: &[FrameDesc]) -> Result<Xsk, 
 /// One non-blocking `sendto`: asks the kernel to process the tx ring.
 /// Returns false when it asks to be called again (EAGAIN/EBUSY/ENOBUFS).
 fn kick(fd: RawFd) -> Result<bool, String> {
-    // SAFETY: zero-length sendto with null buffer and address touches no
-    // user memory; `fd` is an AF_XDP socket that outlives the loop.
-    let r = unsafe {
-        libc::sendto(
-            fd,
-            std::ptr::null(),
-            0,
-            libc::MSG_DONTWAIT,
-            std::ptr::null(),
-            0,
-        )
-    };
-    if r >= 0 {
-        return Ok(true);
-    }
-    let e = std::io::Error::last_os_error();
-    match e.raw_os_error() {
-        Some(libc::EAGAIN | libc::EBUSY | libc::ENOBUFS) => Ok(false),
-        _ => Err(format!("sendto on the tx socket: {e}")),
+    match afxdp::kick(fd) {
+        Ok(()) => Ok(true),
+        Err(libc::EAGAIN | libc::EBUSY | libc::ENOBUFS) => Ok(false),
+        Err(e) => Err(format!(
+            "sendto on the tx socket: {}",
+            std::io::Error::from_raw_os_error(e)
+        )),
     }
 }
 
-/// One non-blocking `recvfrom`: tells the kernel the fill ring has frames.
+/// One non-blocking `recvfrom`: tells the kernel the fill ring has frames
+/// (an error is left for the next wake-up).
 fn wake_fill(fd: RawFd) {
-    // SAFETY: zero-length recvfrom with null buffer and address writes no
-    // user memory; `fd` is an AF_XDP socket that outlives the loop.
-    let _ = unsafe {
-        libc::recvfrom(
-            fd,
-            std::ptr::null_mut(),
-            0,
-            libc::MSG_DONTWAIT,
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-        )
-    };
+    let _ = afxdp::wake_fill(fd);
 }
 
 /// This thread's CPU time in nanoseconds (`CLOCK_THREAD_CPUTIME_ID`).
@@ -276,34 +255,11 @@ fn thread_cpu_now() -> u64 {
 }
 
 /// Kernel statistics of AF_XDP socket `fd` (`XDP_STATISTICS`): rx dropped
-/// (no room), rx ring full, fill ring empty.
+/// (no room), rx ring full, fill ring empty; zeros if unavailable.
 fn xsk_stats(fd: RawFd) -> (u64, u64, u64) {
-    let mut st = libc::xdp_statistics {
-        rx_dropped: 0,
-        rx_invalid_descs: 0,
-        tx_invalid_descs: 0,
-        rx_ring_full: 0,
-        rx_fill_ring_empty_descs: 0,
-        tx_ring_empty_descs: 0,
-    };
-    let size = std::mem::size_of::<libc::xdp_statistics>();
-    let mut len = size as libc::socklen_t;
-    // SAFETY: the kernel writes at most `len` bytes into `st`, a live,
-    // properly sized struct; `fd` is A's socket, open while the forwarder
-    // thread runs (the caller reads only between ready and join).
-    let r = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_XDP,
-            libc::XDP_STATISTICS,
-            (&mut st as *mut libc::xdp_statistics).cast(),
-            &mut len,
-        )
-    };
-    if r != 0 || len as usize != size {
-        return (0, 0, 0);
-    }
-    (st.rx_dropped, st.rx_ring_full, st.rx_fill_ring_empty_descs)
+    afxdp::xdp_statistics(fd).map_or((0, 0, 0), |st| {
+        (st.rx_dropped, st.rx_ring_full, st.rx_fill_ring_empty_descs)
+    })
 }
 
 // ---------------------------------------------------------------------------

@@ -626,9 +626,10 @@ fn classify_errno(errno: i32) -> ErrnoClass {
     }
 }
 
-/// Kicks tx processing of socket `fd` (one non-blocking `sendto`).
+/// Kicks tx processing of AF_XDP socket `fd` (one non-blocking `sendto`);
+/// the errno on failure. Public for tools that drive their own sockets.
 #[inline]
-fn kick(fd: RawFd) -> Result<(), i32> {
+pub fn kick(fd: RawFd) -> Result<(), i32> {
     // SAFETY: a zero-length sendto with null buffer and address reads and
     // writes no user memory; `fd` is this queue's AF_XDP socket, kept open
     // by the queue's rings for as long as the port lives.
@@ -650,9 +651,9 @@ fn kick(fd: RawFd) -> Result<(), i32> {
 }
 
 /// Wakes the kernel to use a refilled fill ring (one non-blocking
-/// `recvfrom`).
+/// `recvfrom`); the errno on failure. Public like [`kick`].
 #[inline]
-fn wake_fill(fd: RawFd) -> Result<(), i32> {
+pub fn wake_fill(fd: RawFd) -> Result<(), i32> {
     // SAFETY: a zero-length recvfrom with null buffer and address writes
     // no user memory; `fd` is this queue's AF_XDP socket, open for as long
     // as the port lives.
@@ -673,8 +674,10 @@ fn wake_fill(fd: RawFd) -> Result<(), i32> {
     }
 }
 
-/// The kernel's statistics of socket `fd` (`XDP_STATISTICS`).
-fn xdp_statistics(fd: RawFd) -> Option<libc::xdp_statistics> {
+/// The kernel's statistics of AF_XDP socket `fd` (`XDP_STATISTICS`), or
+/// `None` if the kernel refused or returned a short struct. Public for
+/// tools that drive their own sockets (benches/src/bin/umem_choice.rs).
+pub fn xdp_statistics(fd: RawFd) -> Option<libc::xdp_statistics> {
     let mut s = libc::xdp_statistics {
         rx_dropped: 0,
         rx_invalid_descs: 0,
