@@ -94,7 +94,7 @@ pub use crate::port_table::{PortEntry, PortInfo, PortMap, PortRef, PortStats};
 pub use pmd::LEGACY_LOOP_ESCAPE;
 pub use pmd::{Pmd, PmdConfig, PmdShared, PmdStats, TX_RETRIES};
 #[cfg(not(loom))]
-pub use threads::{Assignment, Backoff, PmdThreads, PmdThreadsConfig, RxqRef};
+pub use threads::{Assignment, Backoff, IdleStats, PmdThreads, PmdThreadsConfig, RxqRef};
 pub use trace::Trace;
 
 use crate::classifier::{FlowTable, Rule};

@@ -68,6 +68,18 @@
 //! UMEM, measured 0.5–3 % over a single copy.) Measure again for drivers
 //! with zero-copy tx, where the shared UMEM would remove the only copy.
 //!
+//! # Waking an idle PMD
+//! [`Vport::rx_wait_fd`] hands out queue `q`'s socket: an AF_XDP socket
+//! polls readable while its rx ring holds descriptors, and the kernel
+//! wakes its waiters at every rx flush (`xsk_flush` calls
+//! `sock_def_readable` after the XDP_REDIRECT batch, in native and in SKB
+//! mode alike), so a PMD blocked in epoll on it wakes on the first frame.
+//! Nothing must be refilled first: `recv` hands every frame back to the
+//! fill ring in the same call, so the fill ring always holds the queue's
+//! `ring_size` rx frames when a PMD goes to sleep, and in copy mode the
+//! kernel takes fill entries itself (the fill ring's need-wakeup flag is a
+//! zero-copy driver's request and `recv` honours it anyway).
+//!
 //! # Kick and poll errors
 //! One `sendto` per `send`, never in a loop. EAGAIN, EBUSY and ENOBUFS are
 //! transient (the ring drains on the next kick): they are counted and the
@@ -115,7 +127,7 @@ use core::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use crossbeam_utils::CachePadded;
 use std::io::{self, Write};
 use std::num::NonZeroU32;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
 use xsk_rs::config::{
@@ -1180,6 +1192,18 @@ impl Vport for AfXdpPort {
 
     fn n_rxq(&self) -> usize {
         self.n_rxq
+    }
+
+    /// The queue's socket (module docs, "Waking an idle PMD").
+    fn rx_wait_fd(&self, qid: usize) -> Option<BorrowedFd<'_>> {
+        if qid >= self.n_rxq {
+            return None;
+        }
+        let q = self.queues.get(qid)?;
+        // SAFETY: `q.fd` is the socket of this queue, kept open by the rings
+        // in `q`'s halves until `self` is dropped; the returned borrow is
+        // tied to `&self`, so it cannot outlive the port (or the fd).
+        Some(unsafe { BorrowedFd::borrow_raw(q.fd) })
     }
 
     fn recv(&self, qid: usize, pool: &mut PacketPool, out: &mut PacketBatch) -> usize {

@@ -44,6 +44,13 @@
 //! each other (two generators on one queue) but never on a PMD. Counters
 //! are relaxed atomics.
 //!
+//! # Doorbell
+//! With [`MemoryPortConfig::rx_doorbell`] each rx queue also has a
+//! doorbell, a Unix stream pair: injecting writes a byte, `recv` drains it,
+//! and [`Vport::rx_wait_fd`] hands out the reading end, so the PMD threads'
+//! block-on-rx idle path (`datapath/threads.rs`) can be tested without
+//! AF_XDP. Without it the port has no wait fd and PMDs sleep on a timer.
+//!
 //! # Faults
 //! [`MemoryPort::set_tx_fault`] makes `send` fail ([`TxFault::Fail`]) or keeps
 //! the tx ring "full" ([`TxFault::RingFull`]) so tests can drive the output
@@ -53,6 +60,9 @@ use super::{PortState, TxError, Vport};
 use crate::packet::{Packet, PacketBatch, PacketPool};
 use core::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use rtrb::{Consumer, Producer, PushError, RingBuffer};
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::net::UnixStream;
 use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
 
 /// How [`MemoryPort`] is built.
@@ -68,6 +78,10 @@ pub struct MemoryPortConfig {
     pub ring_size: usize,
     /// Largest L2 frame (without FCS) the port transmits.
     pub mtu: usize,
+    /// Give every rx queue a doorbell ([`Vport::rx_wait_fd`]): injecting
+    /// rings it, so a PMD blocked on it wakes; off by default (a `recv`
+    /// then costs a `read` to clear it).
+    pub rx_doorbell: bool,
 }
 
 impl MemoryPortConfig {
@@ -84,6 +98,7 @@ impl MemoryPortConfig {
             n_txq: 1,
             ring_size: Self::DEFAULT_RING_SIZE,
             mtu: Self::DEFAULT_MTU,
+            rx_doorbell: false,
         }
     }
     /// Sets the queue counts.
@@ -100,6 +115,11 @@ impl MemoryPortConfig {
     /// Sets the MTU.
     pub fn mtu(mut self, mtu: usize) -> Self {
         self.mtu = mtu;
+        self
+    }
+    /// Gives every rx queue a doorbell an idle PMD can block on.
+    pub fn rx_doorbell(mut self, on: bool) -> Self {
+        self.rx_doorbell = on;
         self
     }
 }
@@ -226,6 +246,43 @@ impl Ring {
 struct RxQueue {
     rx: Ring,
     fill: Ring,
+    /// The queue's doorbell, if configured.
+    bell: Option<Doorbell>,
+}
+
+/// A non-blocking Unix stream pair: the generator writes a byte after every
+/// inject, the PMD blocks on the other end and `recv` drains it. Every
+/// write is a new readability edge, so an edge-triggered waiter never
+/// misses an inject; a write that finds the buffer full is dropped, which
+/// is harmless because the PMD has not drained the bytes before it, so the
+/// end is still readable and the PMD has not gone to sleep on it.
+struct Doorbell {
+    /// The PMD's end ([`Vport::rx_wait_fd`]).
+    wait: UnixStream,
+    /// The generator's end.
+    ring: UnixStream,
+}
+
+impl Doorbell {
+    fn new() -> std::io::Result<Doorbell> {
+        let (wait, ring) = UnixStream::pair()?;
+        wait.set_nonblocking(true)?;
+        ring.set_nonblocking(true)?;
+        Ok(Doorbell { wait, ring })
+    }
+
+    /// Generator side, after a push.
+    fn ring(&self) {
+        // WouldBlock: bytes nobody drained yet keep the end readable.
+        let _ = (&self.ring).write(&[1]);
+    }
+
+    /// PMD side, before popping: clears the bell (a frame pushed after
+    /// this rings it again).
+    fn drain(&self) {
+        let mut buf = [0u8; 64];
+        while matches!((&self.wait).read(&mut buf), Ok(n) if n == buf.len()) {}
+    }
 }
 
 struct TxQueue {
@@ -269,6 +326,10 @@ impl MemoryPort {
             .map(|_| RxQueue {
                 rx: Ring::new(ring),
                 fill: Ring::new(2 * ring),
+                bell: cfg.rx_doorbell.then(Doorbell::new).and_then(|b| {
+                    b.map_err(|e| tracing::warn!(port = %cfg.name, error = %e, "no rx doorbell"))
+                        .ok()
+                }),
             })
             .collect();
         let txqs = (0..cfg.n_txq)
@@ -369,9 +430,13 @@ impl MemoryPort {
         let Some(q) = self.rxqs.get(qid) else {
             return Err(pkt);
         };
-        match take(&q.rx.prod).push(pkt) {
+        let pushed = take(&q.rx.prod).push(pkt);
+        match pushed {
             Ok(()) => {
                 bump(&self.counters.injected, 1);
+                if let Some(b) = &q.bell {
+                    b.ring();
+                }
                 Ok(())
             }
             Err(PushError::Full(p)) => {
@@ -418,7 +483,11 @@ impl MemoryPort {
             }
             n += 1;
         }
+        drop((fill, rx));
         bump(&self.counters.injected, n as u64);
+        if let (Some(b), true) = (&q.bell, n != 0) {
+            b.ring();
+        }
         n
     }
 
@@ -600,6 +669,10 @@ impl Vport for MemoryPort {
         self.rxqs.len()
     }
 
+    fn rx_wait_fd(&self, qid: usize) -> Option<BorrowedFd<'_>> {
+        self.rxqs.get(qid)?.bell.as_ref().map(|b| b.wait.as_fd())
+    }
+
     fn recv(&self, qid: usize, pool: &mut PacketPool, out: &mut PacketBatch) -> usize {
         let Some(q) = self.rxqs.get(qid) else {
             return 0;
@@ -607,6 +680,9 @@ impl Vport for MemoryPort {
         let (Some(mut rx), Some(mut fill)) = (try_take(&q.rx.cons), try_take(&q.fill.prod)) else {
             return 0;
         };
+        if let Some(b) = &q.bell {
+            b.drain();
+        }
         let mut n = 0;
         let mut bytes = 0;
         let mut released = 0;

@@ -16,6 +16,7 @@ pub mod memory;
 use crate::packet::{Packet, PacketBatch, PacketPool};
 use crate::stats::DropReason;
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::os::fd::BorrowedFd;
 
 /// Lock-free, per-port state (DESIGN.md "Port lifecycle").
 #[derive(Debug)]
@@ -108,6 +109,27 @@ pub trait Vport: Send + Sync {
     fn release_buffers(&self, back: &mut dyn FnMut(Packet)) -> u64 {
         let _ = back;
         0
+    }
+    /// A file descriptor an idle PMD may block on (epoll, `EPOLLIN`,
+    /// edge-triggered) until rx queue `qid` has something for
+    /// [`Vport::recv`], or `None` if the port has none; a PMD with a queue
+    /// without one keeps its timed sleep backoff.
+    ///
+    /// The contract: every frame that becomes receivable on `qid` after
+    /// the call makes the fd signal readability anew (a wake-up per
+    /// arrival, or at least one per batch of arrivals), and while the PMD
+    /// sleeps an arriving frame is not dropped for lack of a buffer (the
+    /// port keeps its receive buffers stocked at the end of every `recv`).
+    ///
+    /// The fd borrows the port. A PMD registers it in its own epoll set
+    /// while it holds the port snapshot — so the number names this port's
+    /// file at that moment — and never uses the number again: the epoll set
+    /// refers to the open file, not to the number, and the kernel drops the
+    /// registration itself when the port closes the fd
+    /// (`datapath/threads.rs`, "Blocking on rx").
+    fn rx_wait_fd(&self, qid: usize) -> Option<BorrowedFd<'_>> {
+        let _ = qid;
+        None
     }
 }
 
