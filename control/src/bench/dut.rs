@@ -29,7 +29,7 @@ use xswitch_bpf::gen::XdpRedirect;
 
 use super::net::BenchNet;
 use super::ovs::OvsDut;
-use crate::topo::ChildGuard;
+use crate::topo::{unique_name, ChildGuard};
 
 /// How long `xswitch run` may take to say it forwards.
 const XSWITCH_STARTUP: Duration = Duration::from_secs(20);
@@ -225,30 +225,12 @@ pub struct XswitchProcess {
     log: mpsc::Receiver<String>,
 }
 
-/// Whether `exe` has the `run` subcommand (it arrives with issue 4).
-fn has_run_subcommand(exe: &Path) -> bool {
-    Command::new(exe)
-        .args(["run", "--help"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
-
 impl XswitchProcess {
     fn start(
         ns: &str,
         ports: [&str; 2],
         at: &DutPlacement<'_>,
     ) -> Result<XswitchProcess, DutError> {
-        if !has_run_subcommand(at.xswitch_exe) {
-            return Err(DutError::Unavailable(format!(
-                "{} has no `run` subcommand yet",
-                at.xswitch_exe.display()
-            )));
-        }
         let cpus = at
             .cpus
             .iter()
@@ -266,7 +248,11 @@ impl XswitchProcess {
                 ports[1],
                 "--pmd-cpus",
                 &cpus,
+                "--socket",
             ])
+            // Its own management socket, never the default path of a
+            // daemon the user may be running.
+            .arg(std::env::temp_dir().join(format!("{}.sock", unique_name("xsbench"))))
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

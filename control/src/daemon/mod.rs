@@ -79,6 +79,7 @@ use dataplane::classifier::RuleSpec;
 use dataplane::datapath::{Datapath, DatapathError, PmdShared, OFPP_MAX};
 use dataplane::flow_key::PortNo;
 use dataplane::locks::{LockLevel, OrderedGuard, OrderedMutex};
+use dataplane::vport::afxdp::LinkInfo;
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 use xswitch_bpf::XdpMode;
@@ -417,6 +418,7 @@ impl Daemon {
         if let Err(e) = apply(&self.dp, &act) {
             tracing::warn!(port = %name, error = %e, "applying link state");
         }
+        log_attached(&l, ofport, dev.xdp_mode());
         if let Some(p) = cfg.ports.get_mut(&ofport) {
             p.device = Some(Arc::new(dev));
             p.error = None;
@@ -551,7 +553,8 @@ impl Daemon {
                 Err(e) => tracing::warn!(ofport, error = %e, "applying link state"),
             },
             PortAction::Remove { ofport } => {
-                tracing::info!(ofport, "interface gone: port detached");
+                let name = cfg.ports.get(&ofport).map_or("", |p| p.name.as_str());
+                tracing::info!(port = %name, ofport, "interface gone: port detached");
                 self.detach_locked(cfg, ofport);
             }
             PortAction::Reattach { name } => {
@@ -835,6 +838,47 @@ impl Daemon {
 /// An open device is exactly an administratively up one (`IFF_UP` is set
 /// by `dev_open` and cleared by `dev_close`, which unregistering runs), so
 /// `running` is taken from `admin_up`.
+/// The "port attached" log line, and the hints a user needs about the
+/// interface: a misnumbering generic mode, the veth checksum rule
+/// ([`crate::run`] "checksums"), a link that is not up.
+fn log_attached(l: &LinkInfo, ofport: PortNo, mode: Option<XdpMode>) {
+    let mode_s = mode.map_or_else(|| "none".to_owned(), |m| m.to_string());
+    tracing::info!(
+        port = %l.name,
+        ofport,
+        ifindex = l.ifindex,
+        mode = %mode_s,
+        rx_queues = l.rx_queues,
+        tx_queues = l.tx_queues,
+        mtu = l.mtu,
+        admin_up = l.admin_up,
+        carrier = l.carrier,
+        "port attached"
+    );
+    if mode == Some(XdpMode::Generic) && l.rx_queues > 1 {
+        tracing::warn!(
+            port = %l.name,
+            "generic XDP on a multi-queue interface may misnumber rx queues (veth does); prefer --mode native"
+        );
+    }
+    if mode.is_some() && crate::run::is_paired(&l.name, l.ifindex) {
+        tracing::info!(
+            port = %l.name,
+            "port is one end of a pair (veth): its peer must compute checksums itself (ethtool -K PEER tx off), or TCP/UDP through the switch fails"
+        );
+    }
+    if !(l.admin_up && l.carrier) {
+        tracing::warn!(port = %l.name, "interface is not up with carrier: output to it is dropped until it is");
+    }
+}
+
+/// The link state as the datapath's output check reads it. `running` is
+/// the kernel's `netif_running()` — the device was opened (admin up) —
+/// which is what the upstream fix tests next to `netif_carrier_ok()`, not
+/// the IFF_RUNNING flag (DESIGN.md words it as IFF_RUNNING): the kernel
+/// clears IFF_RUNNING together with carrier, so taking it would count a
+/// peer going down as `not_running` instead of `no_carrier`, and carrier
+/// is checked on its own anyway.
 fn datapath_view(s: &LinkState) -> LinkState {
     LinkState {
         running: s.admin_up,

@@ -18,9 +18,10 @@
 //! 3. Pings h1 → h2, h2 → h3 and h3 → h1 (first packets flood, then the
 //!    switch has learned every station).
 //! 4. Runs a short TCP transfer h1 → h2 with iperf3.
-//! 5. Stops the switch with SIGTERM; it shuts down through the deletion
-//!    protocol and prints its final statistics (`--json-stats`), shown
-//!    here as a table.
+//! 5. Asks the running switch for its statistics with `xswitch stats`
+//!    over its management socket (its own path, `--socket`), then stops it
+//!    with SIGTERM: it shuts down through the deletion protocol and prints
+//!    its final statistics (`--json-stats`), which give the summary.
 //! 6. Removes everything, and prints one `summary:` line (what the test of
 //!    this demo checks).
 //!
@@ -32,9 +33,9 @@
 //! `timeout`, every wait has a deadline: the demo cannot hang.
 //!
 //! # Statistics
-//! Until the daemon's management socket replaces it, the statistics are the
-//! final report `xswitch run` prints on SIGTERM — the `stats --json`
-//! shape, so the same figures `xswitch stats` shows.
+//! The table is what `xswitch stats` prints while the switch runs; the
+//! summary's totals come from the final report `xswitch run` prints on
+//! SIGTERM (the `stats --json` shape), so they include the last packets.
 
 use crate::topo::{self, ChildGuard, Netns, Side, TopoError, Veth, VethOpts};
 use serde_json::Value;
@@ -228,6 +229,8 @@ struct Host {
 /// The switch process and its stderr lines.
 struct Switch {
     child: Option<ChildGuard>,
+    /// Its management socket (`--socket`).
+    socket: PathBuf,
     lines: Receiver<String>,
     stderr: Arc<Mutex<Vec<String>>>,
 }
@@ -240,7 +243,11 @@ impl Switch {
         sig: &Signals,
     ) -> Result<Switch, DemoError> {
         let exe = opts.xswitch.to_string_lossy().into_owned();
-        let mut args = vec![exe.as_str(), "run", "--json-stats"];
+        // Its own socket: the demo never meets a daemon already running
+        // on the default path.
+        let socket = std::env::temp_dir().join(format!("{}.sock", topo::unique_name("xsdemo")));
+        let sock = socket.to_string_lossy().into_owned();
+        let mut args = vec![exe.as_str(), "run", "--json-stats", "--socket", &sock];
         for p in ports {
             args.extend_from_slice(&["--port", p]);
         }
@@ -272,6 +279,7 @@ impl Switch {
         });
         let s = Switch {
             child: Some(child),
+            socket,
             lines: rx,
             stderr,
         };
@@ -314,6 +322,29 @@ impl Switch {
             .lock()
             .map(|v| v.join(" | "))
             .unwrap_or_default()
+    }
+
+    /// `xswitch ARGS --socket SOCKET` (the CLI, as a user types it), with a
+    /// timeout; its stdout.
+    fn cli(&self, exe: &std::path::Path, args: &[&str]) -> Result<String, DemoError> {
+        let mut c = std::process::Command::new("timeout");
+        c.arg("10")
+            .arg(exe)
+            .args(args)
+            .arg("--socket")
+            .arg(&self.socket)
+            .stdin(Stdio::null());
+        let o = c
+            .output()
+            .map_err(|e| DemoError::Step(format!("xswitch {}: {e}", args.join(" "))))?;
+        if !o.status.success() {
+            return Err(DemoError::Step(format!(
+                "xswitch {} failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&o.stderr).trim()
+            )));
+        }
+        Ok(String::from_utf8_lossy(&o.stdout).into_owned())
     }
 
     /// SIGTERM by PID, then the final report it printed.
@@ -359,56 +390,6 @@ fn parse_ping(out: &str) -> Option<(f64, Option<f64>)> {
 
 fn u64_at(v: &Value, key: &str) -> u64 {
     v.get(key).and_then(Value::as_u64).unwrap_or(0)
-}
-
-/// Writes the report (the `stats --json` shape) as a table.
-fn write_stats(out: &mut dyn Write, r: &Value) -> std::io::Result<()> {
-    writeln!(
-        out,
-        "  {:<14} {:>6} {:>10} {:>12} {:>10} {:>12}  drops",
-        "port", "ofport", "rx_packets", "rx_bytes", "tx_packets", "tx_bytes"
-    )?;
-    for p in r["ports"].as_array().into_iter().flatten() {
-        let drops: Vec<String> = p["drops"]
-            .as_object()
-            .into_iter()
-            .flatten()
-            .filter_map(|(k, v)| v.as_u64().filter(|&n| n > 0).map(|n| format!("{k}={n}")))
-            .collect();
-        writeln!(
-            out,
-            "  {:<14} {:>6} {:>10} {:>12} {:>10} {:>12}  {}",
-            p["name"].as_str().unwrap_or("?"),
-            u64_at(p, "ofport"),
-            u64_at(p, "rx_packets"),
-            u64_at(p, "rx_bytes"),
-            u64_at(p, "tx_packets"),
-            u64_at(p, "tx_bytes"),
-            if drops.is_empty() {
-                "-".to_string()
-            } else {
-                drops.join(" ")
-            }
-        )?;
-    }
-    for p in r["pmds"].as_array().into_iter().flatten() {
-        writeln!(
-            out,
-            "  pmd{} on cpu {}: {} packets received, busy {:.1}%",
-            u64_at(p, "id"),
-            p["cpu"]
-                .as_u64()
-                .map_or_else(|| "-".into(), |c| c.to_string()),
-            u64_at(p, "rx_packets"),
-            p["busy_pct"].as_f64().unwrap_or(0.0)
-        )?;
-    }
-    writeln!(
-        out,
-        "  watchdog: {} stalls, longest {} ms",
-        u64_at(&r["watchdog"], "stalls"),
-        u64_at(&r["watchdog"], "max_stall_ms")
-    )
 }
 
 /// Runs the demo (module docs), writing its story to `out`.
@@ -572,13 +553,17 @@ pub fn run(opts: &DemoOptions, mut out: impl Write) -> Result<DemoSummary, DemoE
         tcp_bytes as f64 / 1e6
     )?;
 
-    // 5. Statistics.
+    // 5. Statistics, from the running daemon through the CLI.
     writeln!(
         out,
-        "\n[5/5] stopping the switch (SIGTERM); its statistics:"
+        "\n[5/5] xswitch stats (asked over the management socket)"
     )?;
+    let stats = switch.cli(&opts.xswitch, &["stats"])?;
+    for l in stats.lines() {
+        writeln!(out, "  {l}")?;
+    }
+    writeln!(out, "  stopping the switch (SIGTERM)")?;
     let report = switch.stop()?;
-    write_stats(out, &report)?;
     let ports_v = report["ports"].as_array().cloned().unwrap_or_default();
     let forwarded: u64 = ports_v.iter().map(|p| u64_at(p, "tx_packets")).sum();
     let dropped: u64 = ports_v
@@ -620,27 +605,5 @@ mod tests {
         let out = "3 packets transmitted, 1 received, +2 errors, 66.6667% packet loss, time 2ms\n";
         assert_eq!(parse_ping(out), Some((66.6667, None)));
         assert_eq!(parse_ping("connect: Network is unreachable"), None);
-    }
-
-    #[test]
-    fn stats_table_shows_ports_nonzero_drops_pmds_and_watchdog() {
-        let r = serde_json::json!({
-            "ports": [
-                {"name": "sv1", "ofport": 1, "rx_packets": 10, "rx_bytes": 980, "tx_packets": 9,
-                 "tx_bytes": 900, "drops": {"no_match": 0, "no_carrier": 2}},
-            ],
-            "pmds": [{"id": 0, "cpu": 1, "rx_packets": 19, "busy_pct": 12.25}],
-            "watchdog": {"stalls": 0, "max_stall_ms": 0}
-        });
-        let mut buf = Vec::new();
-        write_stats(&mut buf, &r).unwrap();
-        let s = String::from_utf8(buf).unwrap();
-        assert!(s.contains("sv1"), "{s}");
-        assert!(s.contains("no_carrier=2") && !s.contains("no_match"), "{s}");
-        assert!(
-            s.contains("pmd0 on cpu 1: 19 packets received, busy 12.2%"),
-            "{s}"
-        );
-        assert!(s.contains("watchdog: 0 stalls"), "{s}");
     }
 }

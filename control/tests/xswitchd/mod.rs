@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 /// The binary under test.
 pub const XSWITCH: &str = env!("CARGO_BIN_EXE_xswitch");
 /// The subcommand that runs the daemon.
-pub const RUN: &str = "daemon";
+pub const RUN: &str = "run";
 /// The line the daemon prints once it serves.
 pub const READY: &str = "xswitch: forwarding between";
 /// How long the daemon may take to start.
