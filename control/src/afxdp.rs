@@ -112,6 +112,7 @@ impl OpenedPort {
     /// Per-queue rx packets and the ring-level counters, read together.
     pub fn device_report(&self) -> (Vec<u64>, DeviceReport) {
         let c = self.port.counters();
+        let census = self.port.frame_census();
         let d = DeviceReport {
             kernel_rx_dropped: c.kernel_rx_dropped,
             kernel_rx_ring_full: c.kernel_rx_ring_full,
@@ -119,6 +120,8 @@ impl OpenedPort {
             tx_ring_full: c.tx_ring_full,
             kicks: c.kicks,
             kick_errors: c.kick_errors.total(),
+            umem_frames: census.total,
+            umem_placed: census.accounted(),
         };
         (c.rx_per_queue, d)
     }

@@ -2,6 +2,7 @@
 
 pub mod afxdp;
 pub mod bench;
+pub mod chaos;
 pub mod cli;
 pub mod config;
 pub mod daemon;

@@ -40,6 +40,9 @@ enum Cmd {
     Stats(control::cli::StatsArgs),
     /// What the switch would do with a packet: rule, actions, outputs.
     Trace(control::cli::TraceArgs),
+    /// Fault injection: ports vanishing under load (link del, netns del,
+    /// down, carrier, re-add, queue change, flow churn, SIGKILL), PASS/FAIL.
+    Chaos(control::chaos::ChaosArgs),
 }
 
 /// Logs go to stderr (colour only on a terminal); the filter comes from
@@ -68,6 +71,7 @@ fn main() -> ExitCode {
             control::bench::main(&a, &mut std::io::stdout().lock()).map_err(|e| e.to_string())
         }
         Cmd::Run(a) => a.run(),
+        Cmd::Chaos(a) => control::chaos::main(&a, &mut std::io::stdout().lock()),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,

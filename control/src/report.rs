@@ -101,6 +101,12 @@ pub struct DeviceReport {
     pub kicks: u64,
     /// Kicks that failed (transient or fatal).
     pub kick_errors: u64,
+    /// Frames in the port's UMEM.
+    pub umem_frames: u64,
+    /// Of those, frames the census finds in a place (free for tx, in
+    /// flight on tx, with the kernel for rx, held by the port);
+    /// `umem_frames - umem_placed` frames are leaked.
+    pub umem_placed: u64,
 }
 
 /// A port's state flags.
