@@ -43,8 +43,10 @@
 //!   left by a dead daemon (connect refused) is replaced. The file is
 //!   removed when the server stops.
 //! * The accept loop waits in `poll` with a timeout, so stopping the
-//!   server takes at most [`ACCEPT_POLL`]; each connection has its own
-//!   thread with an idle timeout, at most [`MAX_CONNECTIONS`] at once.
+//!   server takes at most [`ACCEPT_POLL`]; connections (at most
+//!   [`MAX_CONNECTIONS`] at once, each with an idle timeout) are served
+//!   by a fixed pool of threads started with the server, port changes on
+//!   their own lane (see `server.rs`).
 //!
 //! # Locking
 //! None here: the server hands each request to a [`Handler`] (the daemon),

@@ -1,27 +1,80 @@
 //! The management socket's server side: bind (with the one-daemon check),
-//! accept loop, one thread per connection.
+//! one poller thread and a fixed pool of worker threads.
+//!
+//! # Threads
+//! Every thread is started with the server; none is created per
+//! connection.
+//! * `xswitch-mgmt`, the poller: one `poll(2)` over the listener, a waker
+//!   and every connection that has no request in flight. It accepts (at
+//!   most [`MAX_CONNECTIONS`] live; one more is answered with an error and
+//!   closed), reads what arrived without blocking (`MSG_DONTWAIT`) into the
+//!   connection's buffer, cuts it into lines, closes connections idle for
+//!   [`IDLE_TIMEOUT`], and hands a connection with a complete line to the
+//!   general lane. It never waits for a handler.
+//! * `xswitch-mgmt-wN` ([`GENERAL_WORKERS`] threads), the general lane:
+//!   parses the line and answers it, except port changes.
+//! * `xswitch-mgmt-port`, the port lane: `port_add` and `port_del`. They
+//!   take tens of milliseconds (XDP attach, sockets, UMEM, RCU waits in
+//!   the kernel) and serialise on the daemon's `config` lock anyway, so
+//!   one thread loses no parallelism and a burst of them never occupies
+//!   the workers that flow installs need.
+//!
+//! # Invariants
+//! * A connection is owned by exactly one thread at a time: the poller
+//!   (idle) or one worker (a request in flight). So its requests are
+//!   answered one at a time, in order; lines pipelined behind a request
+//!   stay in its buffer and are served after it.
+//! * Every connection a worker takes goes back to the poller, or is
+//!   reported closed to it, on every path (a panicking handler included):
+//!   the poller's live count is exact, so the cap is released as soon as
+//!   a client goes.
+//! * A worker writes the answer blocking, with [`WRITE_TIMEOUT`]: a client
+//!   that does not read its answer is dropped rather than holding a
+//!   worker.
+//!
+//! # Why no thread per connection
+//! Creating a thread maps its stack and its malloc arena (`mmap`,
+//! `mprotect`: the process's `mmap_lock` taken for writing). While a port
+//! is added, its UMEM is being populated under that lock held for reading,
+//! and a queued writer blocks every later taker: measured (perf sched,
+//! `mmap_lock` tracepoints) as 3-18 ms stalls of `flow add` on a fresh
+//! connection during port churn. A fixed pool never maps a stack after
+//! start-up.
+//!
+//! # Locking
+//! None here beyond the general lane's shared queue: the handler (the
+//! daemon) takes its own locks.
 
 use super::protocol::{Reply, Request, Response};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::os::fd::AsFd;
+use nix::sys::socket::{recv, send, MsgFlags};
+use std::io::{self, Write};
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The longest request line accepted (a flow file of some 100,000 flows).
 pub const MAX_REQUEST_BYTES: usize = 16 << 20;
-/// How long the accept loop waits before it looks at the stop flag.
+/// How long the poller waits before it looks at the stop flag and the
+/// idle timers.
 pub const ACCEPT_POLL: Duration = Duration::from_millis(100);
 /// A connection that sends nothing for this long is closed.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// A client that does not take its answer within this long is dropped.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections served at once; one more is answered with an error and
-/// closed (a runaway client cannot exhaust the daemon's threads).
+/// closed (a runaway client cannot exhaust the daemon's memory).
 pub const MAX_CONNECTIONS: usize = 64;
+/// Threads of the general lane (everything but port changes).
+pub const GENERAL_WORKERS: usize = 2;
+/// Bytes read from a connection per `recv`.
+const READ_CHUNK: usize = 64 << 10;
 
 /// What answers requests (the daemon).
 pub trait Handler: Send + Sync + 'static {
@@ -51,7 +104,7 @@ pub enum ServerError {
 }
 
 /// A listening management socket (see the module docs). Dropping it stops
-/// the accept loop and removes the socket file.
+/// the poller and removes the socket file.
 pub struct Server {
     path: PathBuf,
     stop: Arc<AtomicBool>,
@@ -101,7 +154,7 @@ fn claim(path: &Path) -> Result<(), ServerError> {
 
 impl Server {
     /// Binds `path` (creating its directory), sets mode 0600 and starts the
-    /// accept loop, which hands every request to `handler`.
+    /// poller and the workers, which hand every request to `handler`.
     pub fn start(path: &Path, handler: Arc<dyn Handler>) -> Result<Server, ServerError> {
         let io_err = |op: &'static str| {
             let path = path.to_path_buf();
@@ -119,13 +172,55 @@ impl Server {
         listener
             .set_nonblocking(true)
             .map_err(io_err("set_nonblocking"))?;
+        let (wake_rx, wake_tx) = UnixStream::pair().map_err(io_err("waker socketpair"))?;
+        wake_rx
+            .set_nonblocking(true)
+            .map_err(io_err("set_nonblocking"))?;
+        let waker = Arc::new(wake_tx);
+        let (back_tx, back_rx) = channel::<Back>();
+        let (general_tx, general_rx) = channel::<Job>();
+        let (port_tx, port_rx) = channel::<Job>();
+        let general_rx = Arc::new(Mutex::new(general_rx));
+        // Workers first: if one cannot start, nothing is listening yet and
+        // those started exit when the channels drop.
+        let lane = |rx: Receiver<Job>| {
+            let (h, back, waker) = (handler.clone(), back_tx.clone(), waker.clone());
+            move || port_lane(&rx, &*h, &back, &waker)
+        };
+        std::thread::Builder::new()
+            .name("xswitch-mgmt-port".into())
+            .spawn(lane(port_rx))
+            .map_err(io_err("spawn the port worker"))?;
+        for i in 0..GENERAL_WORKERS {
+            let w = Worker {
+                handler: handler.clone(),
+                back: back_tx.clone(),
+                waker: waker.clone(),
+                port_lane: port_tx.clone(),
+            };
+            let rx = general_rx.clone();
+            std::thread::Builder::new()
+                .name(format!("xswitch-mgmt-w{i}"))
+                .spawn(move || w.run(&rx))
+                .map_err(io_err("spawn a worker"))?;
+        }
+        drop((back_tx, port_tx));
         let stop = Arc::new(AtomicBool::new(false));
+        let mut poller = Poller {
+            listener,
+            wake: wake_rx,
+            back: back_rx,
+            general: general_tx,
+            idle: Vec::new(),
+            live: 0,
+            scratch: vec![0; READ_CHUNK].into_boxed_slice(),
+        };
         let stop2 = stop.clone();
         let thread = std::thread::Builder::new()
             .name("xswitch-mgmt".into())
-            .spawn(move || accept_loop(&listener, &stop2, &handler))
-            .map_err(io_err("spawn accept thread"))?;
-        tracing::info!(path = %path.display(), "management socket listening");
+            .spawn(move || poller.run(&stop2))
+            .map_err(io_err("spawn the poller"))?;
+        tracing::info!(path = %path.display(), workers = GENERAL_WORKERS + 1, "management socket listening");
         Ok(Server {
             path: path.to_path_buf(),
             stop,
@@ -139,7 +234,7 @@ impl Server {
     }
 
     /// Stops accepting (within [`ACCEPT_POLL`]) and removes the socket file.
-    /// Connections already open finish their current request.
+    /// Requests in flight finish; idle connections are closed.
     pub fn stop(mut self) {
         self.shutdown();
     }
@@ -159,136 +254,391 @@ impl Drop for Server {
     }
 }
 
-/// Counts a connection thread while it lives.
-struct Slot(Arc<AtomicUsize>);
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
+/// One client connection and what it sent that is not answered yet.
+struct Conn {
+    stream: UnixStream,
+    buf: Vec<u8>,
+    /// The first `scanned` bytes of `buf` hold no newline.
+    scanned: usize,
+    /// Last byte received or answer sent.
+    last: Instant,
+    /// The client shut its side: serve what is buffered, then close.
+    eof: bool,
 }
 
-fn accept_loop(listener: &UnixListener, stop: &AtomicBool, handler: &Arc<dyn Handler>) {
-    let live = Arc::new(AtomicUsize::new(0));
-    let timeout = PollTimeout::try_from(ACCEPT_POLL.as_millis() as i32).unwrap_or(PollTimeout::MAX);
-    while !stop.load(Ordering::Acquire) {
-        let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
-        if let Err(e) = poll(&mut fds, timeout) {
-            if e != nix::errno::Errno::EINTR {
-                tracing::error!(error = %e, "management socket: poll failed");
-                std::thread::sleep(ACCEPT_POLL);
-            }
-            continue;
+/// What the poller does next with a connection.
+#[derive(Debug, PartialEq, Eq)]
+enum Next {
+    /// A request of this many bytes (newline included) is at the front.
+    Serve(usize),
+    /// Nothing complete yet.
+    Wait,
+    /// The front line is longer than [`MAX_REQUEST_BYTES`].
+    TooLong,
+    /// The client has gone and nothing is left to answer.
+    Close,
+}
+
+impl Conn {
+    fn new(stream: UnixStream) -> Conn {
+        Conn {
+            stream,
+            buf: Vec::new(),
+            scanned: 0,
+            last: Instant::now(),
+            eof: false,
         }
+    }
+
+    /// Looks for the next request line, dropping blank lines before it.
+    fn next(&mut self) -> Next {
         loop {
-            match listener.accept() {
-                Ok((mut stream, _)) => {
-                    if live.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
-                        live.fetch_sub(1, Ordering::AcqRel);
-                        let mut line = Response::error(format!(
-                            "too many management connections (at most {MAX_CONNECTIONS}); try again"
-                        ))
-                        .to_line();
-                        line.push('\n');
-                        let _ = stream.set_nonblocking(false);
-                        let _ = stream.write_all(line.as_bytes());
+            let from = self.scanned;
+            match self.buf[from..].iter().position(|&b| b == b'\n') {
+                Some(i) => {
+                    let end = from + i + 1;
+                    if end - 1 > MAX_REQUEST_BYTES {
+                        return Next::TooLong;
+                    }
+                    if self.buf[..end].iter().all(u8::is_ascii_whitespace) {
+                        self.consume(end);
                         continue;
                     }
-                    let slot = Slot(live.clone());
-                    let h = handler.clone();
-                    let spawned = std::thread::Builder::new()
-                        .name("xswitch-mgmt-conn".into())
-                        .spawn(move || {
-                            let _slot = slot;
-                            serve_connection(stream, &*h);
-                        });
-                    if let Err(e) = spawned {
-                        tracing::warn!(error = %e, "management socket: cannot start a connection thread");
+                    return Next::Serve(end);
+                }
+                None => {
+                    self.scanned = self.buf.len();
+                    if self.buf.len() > MAX_REQUEST_BYTES {
+                        return Next::TooLong;
+                    }
+                    if !self.eof {
+                        return Next::Wait;
+                    }
+                    // A last request without its newline is still answered.
+                    if self.buf.iter().all(u8::is_ascii_whitespace) {
+                        return Next::Close;
+                    }
+                    return Next::Serve(self.buf.len());
+                }
+            }
+        }
+    }
+
+    /// Drops the first `n` bytes (an answered or blank line).
+    fn consume(&mut self, n: usize) {
+        self.buf.drain(..n);
+        self.scanned = 0;
+    }
+
+    /// Best-effort short write from the poller (refusals): never blocks.
+    fn say(&self, resp: Response) {
+        let mut line = resp.to_line();
+        line.push('\n');
+        let _ = send(
+            self.stream.as_raw_fd(),
+            line.as_bytes(),
+            MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
+        );
+    }
+}
+
+/// A connection with a request at the front of its buffer.
+struct Job {
+    conn: Conn,
+    /// The request's length in `conn.buf`.
+    len: usize,
+    /// Already parsed (port-lane jobs).
+    req: Option<Request>,
+}
+
+/// A connection coming back from a worker.
+enum Back {
+    /// Answered; poll it again.
+    Conn(Conn),
+    /// Gone (write failed, client finished): one fewer live connection.
+    Closed,
+}
+
+struct Poller {
+    listener: UnixListener,
+    wake: UnixStream,
+    back: Receiver<Back>,
+    general: Sender<Job>,
+    idle: Vec<Conn>,
+    /// Connections open: idle plus in flight.
+    live: usize,
+    scratch: Box<[u8]>,
+}
+
+impl Poller {
+    fn run(&mut self, stop: &AtomicBool) {
+        let timeout =
+            PollTimeout::try_from(ACCEPT_POLL.as_millis() as i32).unwrap_or(PollTimeout::MAX);
+        let mut ready = Vec::new();
+        while !stop.load(Ordering::Acquire) {
+            self.take_back();
+            let revents = {
+                let mut fds = Vec::with_capacity(2 + self.idle.len());
+                fds.push(PollFd::new(self.listener.as_fd(), PollFlags::POLLIN));
+                fds.push(PollFd::new(self.wake.as_fd(), PollFlags::POLLIN));
+                fds.extend(
+                    self.idle
+                        .iter()
+                        .map(|c| PollFd::new(c.stream.as_fd(), PollFlags::POLLIN)),
+                );
+                match poll(&mut fds, timeout) {
+                    Ok(_) => {}
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(e) => {
+                        tracing::error!(error = %e, "management socket: poll failed");
+                        std::thread::sleep(ACCEPT_POLL);
+                        continue;
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                let any = |f: &PollFd<'_>| f.revents().is_some_and(|r| !r.is_empty());
+                ready.clear();
+                ready.extend(fds[2..].iter().map(any));
+                (any(&fds[0]), any(&fds[1]))
+            };
+            if revents.1 {
+                self.drain_waker();
+            }
+            // Back to front so that removals keep the earlier indices.
+            let now = Instant::now();
+            for i in (0..self.idle.len()).rev() {
+                if ready[i] {
+                    let mut c = self.idle.swap_remove(i);
+                    self.read(&mut c);
+                    self.advance(c);
+                } else if now.duration_since(self.idle[i].last) >= IDLE_TIMEOUT {
+                    self.idle.swap_remove(i);
+                    self.live -= 1;
+                }
+            }
+            if revents.0 {
+                self.accept();
+            }
+        }
+    }
+
+    /// Connections answered by the workers since the last look.
+    fn take_back(&mut self) {
+        while let Ok(b) = self.back.try_recv() {
+            match b {
+                Back::Conn(c) => self.advance(c),
+                Back::Closed => self.live -= 1,
+            }
+        }
+    }
+
+    fn drain_waker(&mut self) {
+        let mut b = [0u8; 64];
+        while matches!(recv(self.wake.as_raw_fd(), &mut b, MsgFlags::MSG_DONTWAIT), Ok(n) if n > 0)
+        {
+        }
+    }
+
+    /// Reads what has arrived, up to one line past what is buffered.
+    fn read(&mut self, c: &mut Conn) {
+        loop {
+            match recv(
+                c.stream.as_raw_fd(),
+                &mut self.scratch,
+                MsgFlags::MSG_DONTWAIT,
+            ) {
+                Ok(0) => {
+                    c.eof = true;
+                    return;
+                }
+                Ok(n) => {
+                    c.last = Instant::now();
+                    let seen = c.buf.len();
+                    c.buf.extend_from_slice(&self.scratch[..n]);
+                    if c.buf[seen..].contains(&b'\n') || c.buf.len() > MAX_REQUEST_BYTES {
+                        return;
+                    }
+                }
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(nix::errno::Errno::EAGAIN) => return,
+                Err(_) => {
+                    // Reset by the peer: nothing more will come or go.
+                    c.eof = true;
+                    c.buf.clear();
+                    c.scanned = 0;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Serves, parks or closes `c` according to its buffer.
+    fn advance(&mut self, mut c: Conn) {
+        match c.next() {
+            Next::Serve(len) => {
+                if let Err(e) = self.general.send(Job {
+                    conn: c,
+                    len,
+                    req: None,
+                }) {
+                    // The workers are gone (stopping): close.
+                    drop(e);
+                    self.live -= 1;
+                }
+            }
+            Next::Wait => self.idle.push(c),
+            Next::TooLong => {
+                // The rest of the stream cannot be framed: answer and close.
+                c.say(Response::error(format!(
+                    "request longer than {MAX_REQUEST_BYTES} bytes (send large flow files in parts)"
+                )));
+                self.live -= 1;
+            }
+            Next::Close => self.live -= 1,
+        }
+    }
+
+    fn accept(&mut self) {
+        loop {
+            match self.listener.accept() {
+                Ok((stream, _)) => {
+                    let c = Conn::new(stream);
+                    if self.live >= MAX_CONNECTIONS {
+                        c.say(Response::error(format!(
+                            "too many management connections (at most {MAX_CONNECTIONS}); try again"
+                        )));
+                        continue;
+                    }
+                    // Answers are written blocking, bounded in time; reads
+                    // use MSG_DONTWAIT, so the socket itself stays blocking.
+                    if c.stream.set_write_timeout(Some(WRITE_TIMEOUT)).is_err() {
+                        continue;
+                    }
+                    self.live += 1;
+                    self.idle.push(c);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "management socket: accept failed");
-                    break;
+                    return;
                 }
             }
         }
     }
 }
 
-/// Reads one line of at most `MAX_REQUEST_BYTES`: `Ok(None)` at end of
-/// stream, `Err` for an over-long line or a read error.
-fn read_line(r: &mut impl BufRead, buf: &mut Vec<u8>) -> Result<Option<()>, String> {
-    buf.clear();
-    let n = r
-        .take(MAX_REQUEST_BYTES as u64 + 1)
-        .read_until(b'\n', buf)
-        .map_err(|e| format!("reading the request: {e}"))?;
-    if n == 0 {
-        return Ok(None);
+/// Parses one request line: the request, or the error response for it.
+fn parse(line: &[u8]) -> Result<Request, Response> {
+    let text = std::str::from_utf8(line)
+        .map_err(|_| Response::error("bad request: not UTF-8"))?
+        .trim();
+    serde_json::from_str::<Request>(text).map_err(|e| Response::error(format!("bad request: {e}")))
+}
+
+/// Runs `req` through `handler`; a panicking handler is an error answer,
+/// not a lost worker.
+fn run(handler: &dyn Handler, req: Request) -> Response {
+    let name = req.name();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler.handle(req)))
+        .unwrap_or_else(|_| Err(format!("internal error while handling {name}")));
+    if let Err(e) = &r {
+        tracing::debug!(cmd = name, error = %e, "request refused");
     }
-    if buf.last() != Some(&b'\n') && buf.len() > MAX_REQUEST_BYTES {
-        return Err(format!(
-            "request longer than {MAX_REQUEST_BYTES} bytes (send large flow files in parts)"
-        ));
-    }
-    Ok(Some(()))
+    Response::from_result(r)
 }
 
 /// Answers one request line.
+#[cfg(test)]
 pub(crate) fn answer(handler: &dyn Handler, line: &[u8]) -> Response {
-    let text = match std::str::from_utf8(line) {
-        Ok(t) => t.trim(),
-        Err(_) => return Response::error("bad request: not UTF-8"),
-    };
-    match serde_json::from_str::<Request>(text) {
-        Ok(req) => {
-            let name = req.name();
-            let r = handler.handle(req);
-            if let Err(e) = &r {
-                tracing::debug!(cmd = name, error = %e, "request refused");
-            }
-            Response::from_result(r)
-        }
-        Err(e) => Response::error(format!("bad request: {e}")),
+    match parse(line) {
+        Ok(req) => run(handler, req),
+        Err(resp) => resp,
     }
 }
 
-fn serve_connection(stream: UnixStream, handler: &dyn Handler) {
-    // The listener is non-blocking; the connection must not be.
-    if stream.set_nonblocking(false).is_err()
-        || stream.set_read_timeout(Some(IDLE_TIMEOUT)).is_err()
-    {
-        return;
-    }
-    let Ok(mut w) = stream.try_clone() else {
-        return;
+/// Writes `resp` for the request at the front of `conn` and gives the
+/// connection back to the poller (or reports it closed), waking it.
+fn reply(mut job: Job, resp: Response, back: &Sender<Back>, waker: &UnixStream) {
+    let mut line = resp.to_line();
+    line.push('\n');
+    job.conn.consume(job.len);
+    let written = (&job.conn.stream).write_all(line.as_bytes()).is_ok();
+    job.conn.last = Instant::now();
+    let b = if written {
+        Back::Conn(job.conn)
+    } else {
+        Back::Closed
     };
-    let mut r = BufReader::new(stream);
-    let mut buf = Vec::new();
-    loop {
-        let (resp, close) = match read_line(&mut r, &mut buf) {
-            Ok(None) => return,
-            Ok(Some(())) if buf.iter().all(u8::is_ascii_whitespace) => continue,
-            Ok(Some(())) => (answer(handler, &buf), false),
-            Err(e) => (Response::error(e), true),
-        };
-        let mut line = resp.to_line();
-        line.push('\n');
-        if w.write_all(line.as_bytes())
-            .and_then(|()| w.flush())
-            .is_err()
-            || close
-        {
-            return;
+    if back.send(b).is_ok() {
+        // A full waker buffer already means a pending wake-up.
+        let _ = send(
+            waker.as_raw_fd(),
+            &[1],
+            MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
+        );
+    }
+}
+
+/// A thread of the general lane.
+struct Worker {
+    handler: Arc<dyn Handler>,
+    back: Sender<Back>,
+    waker: Arc<UnixStream>,
+    port_lane: Sender<Job>,
+}
+
+impl Worker {
+    fn run(self, jobs: &Mutex<Receiver<Job>>) {
+        loop {
+            // The lock is held only while waiting for the next job.
+            let job = match jobs.lock() {
+                Ok(rx) => rx.recv(),
+                Err(_) => return,
+            };
+            let Ok(mut job) = job else { return };
+            let resp = match parse(&job.conn.buf[..job.len]) {
+                Err(resp) => resp,
+                Ok(req @ (Request::PortAdd { .. } | Request::PortDel { .. })) => {
+                    job.req = Some(req);
+                    match self.port_lane.send(job) {
+                        Ok(()) => continue,
+                        Err(e) => {
+                            let job = e.0;
+                            reply(
+                                job,
+                                Response::error("the daemon is stopping"),
+                                &self.back,
+                                &self.waker,
+                            );
+                            continue;
+                        }
+                    }
+                }
+                Ok(req) => run(&*self.handler, req),
+            };
+            reply(job, resp, &self.back, &self.waker);
         }
+    }
+}
+
+/// The port lane: port changes, one at a time.
+fn port_lane(jobs: &Receiver<Job>, handler: &dyn Handler, back: &Sender<Back>, waker: &UnixStream) {
+    while let Ok(mut job) = jobs.recv() {
+        let resp = match job.req.take() {
+            Some(req) => run(handler, req),
+            None => match parse(&job.conn.buf[..job.len]) {
+                Ok(req) => run(handler, req),
+                Err(resp) => resp,
+            },
+        };
+        reply(job, resp, back, waker);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{BufRead, BufReader};
 
     struct Echo;
     impl Handler for Echo {
@@ -321,12 +671,48 @@ mod tests {
         assert_eq!(r.error.as_deref(), Some("no port x; second line"));
     }
 
+    fn conn_with(bytes: &[u8], eof: bool) -> (Conn, UnixStream) {
+        let (a, b) = UnixStream::pair().unwrap();
+        let mut c = Conn::new(a);
+        c.buf.extend_from_slice(bytes);
+        c.eof = eof;
+        (c, b)
+    }
+
     #[test]
     fn an_over_long_line_is_refused() {
-        let big = vec![b'a'; MAX_REQUEST_BYTES + 10];
-        let mut r = io::Cursor::new(big);
-        let mut buf = Vec::new();
-        assert!(read_line(&mut r, &mut buf).unwrap_err().contains("longer"));
+        let (mut c, _peer) = conn_with(&vec![b'a'; MAX_REQUEST_BYTES + 10], false);
+        assert_eq!(c.next(), Next::TooLong);
+        let mut long = vec![b'a'; MAX_REQUEST_BYTES + 1];
+        long.push(b'\n');
+        let (mut c, _peer) = conn_with(&long, false);
+        assert_eq!(c.next(), Next::TooLong);
+        // Exactly the limit, newline not counted, is accepted.
+        let mut max = vec![b'a'; MAX_REQUEST_BYTES];
+        max.push(b'\n');
+        let (mut c, _peer) = conn_with(&max, false);
+        assert_eq!(c.next(), Next::Serve(MAX_REQUEST_BYTES + 1));
+    }
+
+    #[test]
+    fn pipelined_lines_come_out_in_order_and_blank_lines_are_skipped() {
+        let (mut c, _peer) = conn_with(
+            b"\n  \n{\"cmd\":\"ping\"}\n\n{\"cmd\":\"stats\"}\n{\"cm",
+            false,
+        );
+        let Next::Serve(n) = c.next() else { panic!() };
+        assert_eq!(&c.buf[..n], b"{\"cmd\":\"ping\"}\n");
+        c.consume(n);
+        let Next::Serve(n) = c.next() else { panic!() };
+        assert_eq!(&c.buf[..n], b"{\"cmd\":\"stats\"}\n");
+        c.consume(n);
+        assert_eq!(c.next(), Next::Wait);
+        // The client shuts its side: the unterminated rest is the last
+        // request; after it, the connection closes.
+        c.eof = true;
+        assert_eq!(c.next(), Next::Serve(4));
+        c.consume(4);
+        assert_eq!(c.next(), Next::Close);
     }
 
     fn temp_sock(tag: &str) -> PathBuf {
@@ -416,5 +802,141 @@ mod tests {
         assert!(matches!(e, ServerError::NotASocket(_)), "{e}");
         assert_eq!(std::fs::read(&p).unwrap(), b"keep me");
         std::fs::remove_file(&p).unwrap();
+    }
+
+    /// Answers with the name and id of the thread that ran the handler;
+    /// port changes sleep for `slow`; `trace` panics.
+    struct Recorder {
+        slow: Duration,
+    }
+    impl Handler for Recorder {
+        fn handle(&self, req: Request) -> Result<Reply, String> {
+            if let Request::PortAdd { .. } = req {
+                std::thread::sleep(self.slow);
+            }
+            if let Request::Trace { .. } = req {
+                panic!("handler bug");
+            }
+            let t = std::thread::current();
+            let who = format!("{}/{:?}", t.name().unwrap_or("?"), t.id());
+            Ok(Reply::new(&who, who.clone()))
+        }
+    }
+
+    #[test]
+    fn connections_are_served_by_the_fixed_pool_not_a_thread_each() {
+        let p = temp_sock("pool");
+        let _ = std::fs::remove_file(&p);
+        let s = Server::start(
+            &p,
+            Arc::new(Recorder {
+                slow: Duration::ZERO,
+            }),
+        )
+        .unwrap();
+        let mut general = std::collections::BTreeSet::new();
+        for _ in 0..50 {
+            let mut c = super::super::Client::connect(&p).unwrap();
+            general.insert(c.request(&Request::Ping).unwrap().text);
+        }
+        assert!(
+            general.len() <= GENERAL_WORKERS
+                && general.iter().all(|w| w.starts_with("xswitch-mgmt-w")),
+            "50 connections answered by {general:?}"
+        );
+        let mut c = super::super::Client::connect(&p).unwrap();
+        let port = c
+            .request(&Request::PortAdd {
+                ifname: "x".into(),
+                mode: None,
+                ofport: None,
+            })
+            .unwrap()
+            .text;
+        assert!(port.starts_with("xswitch-mgmt-port/"), "{port}");
+        s.stop();
+    }
+
+    #[test]
+    fn a_slow_port_change_does_not_hold_up_other_requests() {
+        let p = temp_sock("slow");
+        let _ = std::fs::remove_file(&p);
+        let s = Server::start(
+            &p,
+            Arc::new(Recorder {
+                slow: Duration::from_millis(400),
+            }),
+        )
+        .unwrap();
+        // More port changes in flight than there are general workers.
+        let adders: Vec<_> = (0..GENERAL_WORKERS + 1)
+            .map(|_| {
+                let p = p.clone();
+                std::thread::spawn(move || {
+                    let mut c = super::super::Client::connect(&p).unwrap();
+                    c.request(&Request::PortAdd {
+                        ifname: "x".into(),
+                        mode: None,
+                        ofport: None,
+                    })
+                    .unwrap();
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(50));
+        let mut c = super::super::Client::connect(&p).unwrap();
+        let t = Instant::now();
+        c.request(&Request::Ping).unwrap();
+        let took = t.elapsed();
+        assert!(
+            took < Duration::from_millis(200),
+            "ping waited {took:?} behind port changes"
+        );
+        for a in adders {
+            a.join().unwrap();
+        }
+        s.stop();
+    }
+
+    #[test]
+    fn a_panicking_handler_answers_an_error_and_the_worker_survives() {
+        let p = temp_sock("panic");
+        let _ = std::fs::remove_file(&p);
+        let s = Server::start(
+            &p,
+            Arc::new(Recorder {
+                slow: Duration::ZERO,
+            }),
+        )
+        .unwrap();
+        let mut c = super::super::Client::connect(&p).unwrap();
+        for _ in 0..2 * GENERAL_WORKERS {
+            let e = c.request(&Request::Trace { flow: "x".into() }).unwrap_err();
+            assert_eq!(e.to_string(), "internal error while handling trace");
+        }
+        assert!(c.request(&Request::Ping).is_ok());
+        s.stop();
+    }
+
+    #[test]
+    fn an_over_long_request_on_the_wire_gets_an_error_and_the_connection_closes() {
+        let p = temp_sock("long");
+        let _ = std::fs::remove_file(&p);
+        let s = Server::start(&p, Arc::new(Echo)).unwrap();
+        let raw = UnixStream::connect(&p).unwrap();
+        raw.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut w = raw.try_clone().unwrap();
+        let writer = std::thread::spawn(move || {
+            // The server may close before taking it all.
+            let _ = w.write_all(&vec![b'a'; MAX_REQUEST_BYTES + 100]);
+        });
+        let mut r = BufReader::new(raw);
+        let mut l = String::new();
+        r.read_line(&mut l).unwrap();
+        assert!(l.contains("request longer than"), "{l}");
+        l.clear();
+        assert_eq!(r.read_line(&mut l).unwrap(), 0, "closed after the error");
+        writer.join().unwrap();
+        s.stop();
     }
 }
