@@ -111,6 +111,17 @@ fn world(n: usize, opts: VethOpts) -> World {
     World { hosts, sw }
 }
 
+/// `xswitch run` with every host's port (ofports 1..n in host order) and
+/// `extra` flags, ready.
+fn bridge(w: &World, extra: &[&str]) -> Switch {
+    let mut args: Vec<&str> = Vec::new();
+    for h in &w.hosts {
+        args.extend_from_slice(&["--port", h.port()]);
+    }
+    args.extend_from_slice(extra);
+    Switch::start(&w.sw, &args)
+}
+
 /// A running `xswitch run` and its stderr, read line by line.
 struct Switch {
     /// `None` once waited for.
@@ -322,10 +333,7 @@ fn attached_xdp(ns: &Netns, ifname: &str) -> Option<String> {
 /// this kernel is built without CONFIG_XDP_SOCKETS_DIAG.)
 fn ports_bind_and_forward_again(w: &World) {
     let (h1, h2) = (&w.hosts[0], &w.hosts[1]);
-    let sw = Switch::start(
-        &w.sw,
-        &["--port", h1.port(), "--port", h2.port(), "--json-stats"],
-    );
+    let sw = bridge(w, &["--json-stats"]);
     ping(h1, h2, 2, "0.1");
     let f = sw.stop("TERM");
     assert_eq!(f.code, Some(0), "stderr: {}", f.stderr);
@@ -391,10 +399,7 @@ fn ping_crosses_the_switch_both_ways() {
     let _g = serial();
     let w = world(2, VethOpts::default());
     let (h1, h2) = (&w.hosts[0], &w.hosts[1]);
-    let sw = Switch::start(
-        &w.sw,
-        &["--port", h1.port(), "--port", h2.port(), "--json-stats"],
-    );
+    let sw = bridge(&w, &["--json-stats"]);
     assert_eq!(
         sw.ready_line(),
         "xswitch: forwarding between 2 ports (mode native)"
@@ -434,13 +439,9 @@ fn generic_mode_bridges_too() {
     let _g = serial();
     let w = world(2, VethOpts::default());
     let (h1, h2) = (&w.hosts[0], &w.hosts[1]);
-    let sw = Switch::start(
-        &w.sw,
+    let sw = bridge(
+        &w,
         &[
-            "--port",
-            h1.port(),
-            "--port",
-            h2.port(),
             "--mode",
             "generic",
             "--stats-interval",
@@ -474,10 +475,7 @@ fn tcp_transfer_with_iperf3() {
     let _g = serial();
     let w = world(2, VethOpts::default());
     let (h1, h2) = (&w.hosts[0], &w.hosts[1]);
-    let sw = Switch::start(
-        &w.sw,
-        &["--port", h1.port(), "--port", h2.port(), "--json-stats"],
-    );
+    let sw = bridge(&w, &["--json-stats"]);
     let _server = iperf3_server(h2);
     let j = iperf3_client(h1, h2, &["-t", "2"]);
     let sent = j["end"]["sum_sent"]["bytes"].as_u64().unwrap_or(0);
@@ -515,10 +513,7 @@ fn udp_with_iperf3_loses_little() {
     let _g = serial();
     let w = world(2, VethOpts::default());
     let (h1, h2) = (&w.hosts[0], &w.hosts[1]);
-    let sw = Switch::start(
-        &w.sw,
-        &["--port", h1.port(), "--port", h2.port(), "--json-stats"],
-    );
+    let sw = bridge(&w, &["--json-stats"]);
     let _server = iperf3_server(h2);
     let j = iperf3_client(h1, h2, &["-u", "-b", "50M", "-t", "2"]);
     let sum = &j["end"]["sum"];
@@ -552,18 +547,7 @@ fn four_queue_veth_traffic_arrives_on_every_queue_and_is_all_forwarded() {
     );
     let (h1, h2) = (&w.hosts[0], &w.hosts[1]);
     // Two PMDs: the 8 rx queues are dealt over both.
-    let sw = Switch::start(
-        &w.sw,
-        &[
-            "--port",
-            h1.port(),
-            "--port",
-            h2.port(),
-            "--pmd-cpus",
-            "0-1",
-            "--json-stats",
-        ],
-    );
+    let sw = bridge(&w, &["--pmd-cpus", "0-1", "--json-stats"]);
     let _server = iperf3_server(h2);
     // 64 UDP flows (one source port each): h1's veth hashes them over its
     // 4 tx queues, which land on the switch port's 4 rx queues. The rate
@@ -626,18 +610,7 @@ fn learning_bridge_sends_known_unicast_to_one_port_only() {
     let _g = serial();
     let w = world(3, VethOpts::default());
     let (h1, h2, h3) = (&w.hosts[0], &w.hosts[1], &w.hosts[2]);
-    let sw = Switch::start(
-        &w.sw,
-        &[
-            "--port",
-            h1.port(),
-            "--port",
-            h2.port(),
-            "--port",
-            h3.port(),
-            "--json-stats",
-        ],
-    );
+    let sw = bridge(&w, &["--json-stats"]);
     // Warm up: the ARP exchange teaches the switch where h1 and h2 are.
     ping(h1, h2, 1, "0.1");
     let h3_before = h3.rx_packets();
@@ -840,7 +813,7 @@ fn sigterm_detaches_programs_closes_sockets_and_prints_a_table() {
     let _g = serial();
     let w = world(2, VethOpts::default());
     let (h1, h2) = (&w.hosts[0], &w.hosts[1]);
-    let sw = Switch::start(&w.sw, &["--port", h1.port(), "--port", h2.port()]);
+    let sw = bridge(&w, &[]);
     ping(h1, h2, 2, "0.1");
     // While running: both programs attached, and the ports are taken: a
     // second switch on one of them is refused.
@@ -877,7 +850,7 @@ fn sigkill_leaves_no_program_and_no_socket() {
     let _g = serial();
     let w = world(2, VethOpts::default());
     let (h1, h2) = (&w.hosts[0], &w.hosts[1]);
-    let sw = Switch::start(&w.sw, &["--port", h1.port(), "--port", h2.port()]);
+    let sw = bridge(&w, &[]);
     ping(h1, h2, 2, "0.1");
     let pid = sw.pid();
     let f = sw.stop("KILL");
@@ -905,18 +878,7 @@ fn a_vanished_port_is_removed_and_the_others_keep_forwarding() {
     let _g = serial();
     let w = world(3, VethOpts::default());
     let (h1, h2, h3) = (&w.hosts[0], &w.hosts[1], &w.hosts[2]);
-    let sw = Switch::start(
-        &w.sw,
-        &[
-            "--port",
-            h1.port(),
-            "--port",
-            h2.port(),
-            "--port",
-            h3.port(),
-            "--json-stats",
-        ],
-    );
+    let sw = bridge(&w, &["--json-stats"]);
     ping(h1, h2, 2, "0.1");
     // h3's veth vanishes (both ends): the link monitor sees RTM_DELLINK
     // and detaches port 3 (and a frame sent to it meanwhile — the flooded
