@@ -88,8 +88,6 @@
 //! judges the accounting over whatever the final report lists.
 
 pub mod harness;
-pub mod http;
-pub mod netns_del;
 pub mod process;
 pub mod scenario;
 pub mod scenarios;

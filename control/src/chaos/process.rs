@@ -35,6 +35,9 @@ pub const DAEMON_SUBCOMMAND: &str = "run";
 pub const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long it gets to exit after SIGTERM.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(8);
+/// The daemon's log filter (its `RUST_LOG`) comes from this variable;
+/// default `warn`.
+pub const LOG_ENV: &str = "XSWITCH_CHAOS_LOG";
 /// Stderr lines kept for the report.
 pub const LOG_LINES: usize = 40;
 
@@ -114,7 +117,10 @@ impl SwitchProcess {
         cmd.args(["--pmd-cpus", &self.pmd_cpu.to_string(), "--socket"])
             .arg(&self.socket)
             .arg("--json-stats")
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var(LOG_ENV).unwrap_or_else(|_| "warn".into()),
+            )
             .env_remove("XSWITCH_SOCKET")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

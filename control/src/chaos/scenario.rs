@@ -171,8 +171,16 @@ impl ScenarioEnv<'_> {
             }
             if Instant::now() >= deadline {
                 let row = rows.iter().find(|r| r.name == name);
+                // What the kernel says, to tell a slow daemon from a
+                // device that never changed.
+                let kernel = self
+                    .world
+                    .switch
+                    .ip(&["-o", "link", "show", "dev", name])
+                    .map(|s| s.trim().to_string())
+                    .unwrap_or_else(|e| e.to_string());
                 return Err(ChaosError::Timeout {
-                    what: format!("port {name} {what} (now: {row:?})"),
+                    what: format!("port {name} {what} (daemon: {row:?}; kernel: {kernel})"),
                     after: timeout,
                 });
             }

@@ -197,6 +197,15 @@ impl World {
             self.victim_ns.name(),
         ])?;
         v.present.store(true, Ordering::Relaxed);
+        if v.queues > 1 {
+            // Start at half the channels: the kernel refuses to take away
+            // a queue an AF_XDP socket is bound to, and the daemon binds
+            // the queues that exist when it opens the port. Growing and
+            // shrinking back is then what `ethtool -L` allows under it.
+            let half = (v.queues / 2).to_string();
+            self.switch
+                .run(&["ethtool", "-L", &v.port.name, "rx", &half, "tx", &half])?;
+        }
         self.victim_ns.ip(&["link", "set", &v.peer, "up"])?;
         self.switch.ip(&["link", "set", &v.port.name, "up"])?;
         Ok(())

@@ -464,6 +464,13 @@ impl Egress {
                         // (deletion step 1); the control side unlinks it.
                         self.stats.tx_gone += 1;
                         entry.state().registered.store(false, Ordering::Release);
+                        // legacy-semantics: the pre-fix kernel's device
+                        // being unregistered has no tx queue left
+                        // (`real_num_tx_queues == 0`) and nothing stops
+                        // output to it: the next output spins in the legacy
+                        // tx-queue loop (background/ovs-veth-soft-lockup.txt).
+                        #[cfg(feature = "legacy-semantics")]
+                        entry.state().tx_queues.store(0, Ordering::Release);
                         let r = entry.port_ref();
                         if !self.gone.contains(&r) {
                             self.gone.push(r);
