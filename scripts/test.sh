@@ -22,6 +22,8 @@ echo "== PMD stress: 4 PMD threads, 10,000 port operations, concurrent flow chan
 run_tests -p xswitch-dataplane --release --test pmd_stress
 echo "== the same with legacy-semantics: passes only because the watchdog reports the stuck PMD"
 run_tests -p xswitch-dataplane --release --features legacy-semantics --test pmd_stress
+echo "== chaos harness against the legacy-semantics build: must report FAIL"
+run_tests -p xswitch --release --features legacy-semantics --target-dir target/legacy --test chaos
 
 echo "== loom model of the port-deletion protocol"
 RUSTFLAGS="--cfg loom" run_tests -p xswitch-dataplane --release --test loom_reclaim \
