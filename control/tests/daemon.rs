@@ -338,7 +338,7 @@ fn flow_add_latency_idle_vs_100_ports_churning() {
             busy[busy.len() - 1],
         );
         assert!(ops >= 20, "the churn barely ran: {ops} ops");
-        ratios.push(r50);
+        ratios.push((r50, r99));
         // With RUST_LOG=control::daemon=debug in the environment the
         // daemon logs each request's handling time: split the round trip
         // into time in the handler and the rest (socket, threads, CPU).
@@ -377,12 +377,10 @@ fn flow_add_latency_idle_vs_100_ports_churning() {
     // The target is printed, not asserted: on a 2-core machine shared with
     // other work the ratio says as much about the neighbours as about the
     // switch.
+    let verdict = |ok: bool| if ok { "met" } else { "missed" };
     println!(
-        "target p50 within 2x of idle: {}",
-        if ratios.iter().all(|&r| r <= 2.0) {
-            "met"
-        } else {
-            "missed"
-        }
+        "target within 2x of idle: p50 {}, p99 {}",
+        verdict(ratios.iter().all(|&(r50, _)| r50 <= 2.0)),
+        verdict(ratios.iter().all(|&(_, r99)| r99 <= 2.0))
     );
 }
