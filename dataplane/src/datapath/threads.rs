@@ -68,7 +68,9 @@
 //!   wake: forbidden by DESIGN.md ("never across a blocking call");
 //! * `dup` the fds into the PMD — then the PMD keeps the *socket* alive
 //!   after the port is torn down: the socket stays bound to its queue, so
-//!   re-adding the interface fails with EBUSY until the PMD notices;
+//!   re-adding the interface fails with EBUSY until the PMD notices (the
+//!   kernel already releases a closed socket's queue a few ms late, in
+//!   deferred work; a dup would stretch that to the PMD's next wake-up);
 //! * register the fds in an epoll set while a snapshot pins the port, and
 //!   drop the snapshot before waiting (chosen). An epoll registration
 //!   refers to the open file and holds no reference to it: when the
