@@ -43,7 +43,7 @@
 //! * Both ports stay configured at the end (the client one detached), as
 //!   the harness's accounting expects.
 //! * Every wait is bounded (attach 10 s, responses [`FED_TIMEOUT`],
-//!   detach 5 s, ifindex [`GONE_TIMEOUT`]).
+//!   detach [`DETACH_TIMEOUT`], ifindex [`GONE_TIMEOUT`]).
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -73,7 +73,13 @@ pub const HOLD: Duration = Duration::from_millis(300);
 /// Longest wait for [`MIN_OK`] responses.
 pub const FED_TIMEOUT: Duration = Duration::from_secs(15);
 /// Longest wait for the veth to leave the switch namespace.
-pub const GONE_TIMEOUT: Duration = Duration::from_secs(10);
+pub const GONE_TIMEOUT: Duration = Duration::from_secs(20);
+/// Longest wait for the daemon to list the port detached. The kernel's
+/// namespace teardown (`cleanup_net`, one ordered work queue for every
+/// namespace on the machine, with an `rcu_barrier`) took from 20 ms to
+/// over 5 s here on a busy machine, so this is not the daemon's budget:
+/// the daemon's own lag (ifindex gone → detached) is reported apart.
+pub const DETACH_TIMEOUT: Duration = Duration::from_secs(20);
 /// The load must stop within this after the deletion.
 pub const STOP_LIMIT: Duration = Duration::from_secs(2);
 /// Also send the generator's flood to the client port, so the deletion
@@ -244,7 +250,7 @@ pub fn run(env: &ScenarioEnv<'_>) -> Result<ScenarioOutcome, ChaosError> {
         let report = load.stop();
 
         // 4. The daemon detaches the port; the veth leaves the namespace.
-        let waited = env.wait_detached(&cli_port, t0);
+        let waited = env.wait_port(&cli_port, t0, DETACH_TIMEOUT, "detached", |r| !r.attached);
         let gone = gone_rx
             .recv_timeout(GONE_TIMEOUT)
             .ok()
@@ -260,7 +266,7 @@ pub fn run(env: &ScenarioEnv<'_>) -> Result<ScenarioOutcome, ChaosError> {
                 undetached = Some(format!(
                     "cycle {}: {e}; the veth left the switch namespace {}",
                     out.cycles + 1,
-                    gone.map_or("not within 10 s".to_string(), |g| format!(
+                    gone.map_or("not within 20 s".to_string(), |g| format!(
                         "{:.1} ms after ip netns del",
                         ms(g)
                     ))
@@ -371,6 +377,15 @@ fn judge(out: &mut ScenarioOutcome, cycles: &[Cycle]) {
         secs
     ));
     let sum = |f: fn(&Cycle) -> Duration| Summary::of(&cycles.iter().map(f).collect::<Vec<_>>());
+    let lag: Vec<Duration> = cycles
+        .iter()
+        .filter_map(|c| c.gone.map(|g| c.detached.saturating_sub(g)))
+        .collect();
+    let lag = Summary::of(&lag);
+    out.note(format!(
+        "daemon lag, ifindex gone -> port detached (p50/max ms): {:.1}/{:.1}",
+        lag.p50_ms, lag.max_ms
+    ));
     let (del, stop, det, took) = (
         sum(|c| c.del_took),
         sum(|c| c.stop_took),
