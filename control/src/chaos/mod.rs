@@ -88,6 +88,8 @@
 //! judges the accounting over whatever the final report lists.
 
 pub mod harness;
+pub mod http;
+pub mod netns_del;
 pub mod process;
 pub mod scenario;
 pub mod scenarios;
@@ -112,6 +114,14 @@ pub const SCENARIOS: &[Spec] = &[
         quick_cycles: 15,
         quick_budget: Duration::from_secs(8),
         run: scenarios::link_del,
+    },
+    Spec {
+        name: "netns-del",
+        victims: 0,
+        victim_queues: 1,
+        quick_cycles: 3,
+        quick_budget: Duration::from_secs(25),
+        run: netns_del::run,
     },
     Spec {
         name: "link-down",
