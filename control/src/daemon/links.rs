@@ -30,6 +30,10 @@ use std::time::Duration;
 /// How long one wait for events lasts before the stop flag is checked.
 pub const POLL: Duration = Duration::from_millis(100);
 
+/// How often detached ports that wait for a retry (an interface missing,
+/// or an attach that failed) are retried with a full link dump.
+pub const RETRY: Duration = Duration::from_secs(1);
+
 /// The running monitor thread; stops on drop.
 #[derive(Debug)]
 pub struct LinkWatcher {
@@ -84,7 +88,14 @@ impl Drop for LinkWatcher {
 
 fn watch(d: &Daemon, mon: &mut LinkMonitor, stop: &AtomicBool) {
     let mut need_resync = false;
+    let mut last_retry = std::time::Instant::now();
     while !stop.load(Ordering::Acquire) {
+        if last_retry.elapsed() >= RETRY {
+            last_retry = std::time::Instant::now();
+            // A port whose attach failed gets no new event if its link does
+            // not change again: a dump retries it.
+            need_resync |= d.has_detached_ports();
+        }
         if need_resync {
             match dump_and_resync(d, mon) {
                 Ok(()) => need_resync = false,

@@ -207,6 +207,9 @@ impl core::fmt::Debug for Daemon {
 }
 
 /// True for a name the kernel could give an interface.
+/// How long re-attaching a port waits for its old device to close.
+pub const RELEASE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 fn valid_ifname(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 15
@@ -426,6 +429,44 @@ impl Daemon {
         Ok(())
     }
 
+    /// [`Daemon::detach_locked`], then waits (at most [`RELEASE_TIMEOUT`])
+    /// until the old device is really closed: the datapath's deferred
+    /// teardown has dropped its handle (sockets closed) and no published
+    /// view holds it (BPF link closed). Re-opening the *same* interface
+    /// before that fails — its queues still have bound sockets (EBUSY) and
+    /// its program a live link ("in use") — which is what a port the
+    /// datapath deleted on ENETDOWN met when the link came back up.
+    fn detach_and_release(&self, cfg: &mut PortConfig, ofport: PortNo) {
+        let old = cfg.ports.get(&ofport).and_then(|p| {
+            p.device
+                .as_ref()
+                .map(|d| (Arc::downgrade(d), Arc::downgrade(&d.vport)))
+        });
+        self.detach_locked(cfg, ofport);
+        self.publish(cfg);
+        let Some((dev, vport)) = old else { return };
+        let t0 = std::time::Instant::now();
+        while dev.strong_count() + vport.strong_count() > 0 {
+            if t0.elapsed() >= RELEASE_TIMEOUT {
+                tracing::warn!(ofport, waited = ?t0.elapsed(), "old device still open; re-attaching anyway");
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        tracing::debug!(ofport, waited = ?t0.elapsed(), "old device closed");
+    }
+
+    /// Whether a configured port waits for a retry: detached with an
+    /// error (its interface missing, or an attach that failed). The link
+    /// watcher then re-reads every link now and then
+    /// ([`links::RETRY`]), which re-attaches it once it can.
+    pub fn has_detached_ports(&self) -> bool {
+        self.view()
+            .ports
+            .values()
+            .any(|p| p.device.is_none() && p.error.is_some())
+    }
+
     /// Runs the deletion protocol for `ofport`'s device (if attached) and
     /// forgets the device; the port stays configured.
     fn detach_locked(&self, cfg: &mut PortConfig, ofport: PortNo) {
@@ -546,7 +587,7 @@ impl Daemon {
                         return;
                     };
                     tracing::warn!(port = %name, ofport, "port vanished from the datapath; re-attaching");
-                    self.detach_locked(cfg, ofport);
+                    self.detach_and_release(cfg, ofport);
                     cfg.tracker.attach_failed(ofport);
                     self.reattach(cfg, ofport);
                 }
