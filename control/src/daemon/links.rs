@@ -34,6 +34,10 @@ pub const POLL: Duration = Duration::from_millis(100);
 /// or an attach that failed) are retried with a full link dump.
 pub const RETRY: Duration = Duration::from_secs(1);
 
+/// Every this many [`RETRY`] periods every link is re-read (a dump and a
+/// diff), whatever the notifications said.
+pub const REREAD_TICKS: u64 = 2;
+
 /// The running monitor thread; stops on drop.
 #[derive(Debug)]
 pub struct LinkWatcher {
@@ -89,12 +93,18 @@ impl Drop for LinkWatcher {
 fn watch(d: &Daemon, mon: &mut LinkMonitor, stop: &AtomicBool) {
     let mut need_resync = false;
     let mut last_retry = std::time::Instant::now();
+    let mut ticks = 0u64;
     while !stop.load(Ordering::Acquire) {
         if last_retry.elapsed() >= RETRY {
             last_retry = std::time::Instant::now();
+            ticks += 1;
             // A port whose attach failed gets no new event if its link does
-            // not change again: a dump retries it.
-            need_resync |= d.has_detached_ports();
+            // not change again: a dump retries it. And every REREAD_TICKS
+            // a dump re-reads every link anyway: the queue counts come from
+            // an ethtool query made when a notification arrives, which can
+            // run before an `ethtool -L` has settled, and no later message
+            // corrects it (seen by the chaos harness's queue-change).
+            need_resync |= d.has_detached_ports() || ticks.is_multiple_of(REREAD_TICKS);
         }
         if need_resync {
             match dump_and_resync(d, mon) {
