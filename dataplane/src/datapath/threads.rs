@@ -32,12 +32,10 @@
 //!         snapshot = port_table.load(rcu)     // one per batch
 //!         heartbeat.rx(port, queue); recv ≤ 32; walk; flush (heartbeat.tx)
 //!         drop snapshot; rcu.quiescent(); heartbeat.beat()
-//!     if something received: close the wait set if one is armed
 //!     if nothing received: reap tx completions into the pool (first empty
 //!         round and before each wait)
 //!     if nothing received K rounds in a row:
-//!         if no wait set, or the assignment changed since it was built:
-//!             build one (this arms the rx fds)
+//!         if the assignment changed since the wait set was built: rebuild it
 //!         rcu.offline(); heartbeat.idle()
 //!         wait on the set: every own queue has a wait fd → up to max_block
 //!                          otherwise                   → up to d, d = min(2d, max_sleep)
@@ -82,10 +80,9 @@
 //!   waits on it and needs no signal, and a torn-down port's socket is
 //!   closed by its teardown as before. The set is never edited by fd
 //!   number: it is rebuilt whole (a new epoll instance, the old one
-//!   closed) the first time the PMD goes idle under a new assignment or
-//!   after a disarm (below), and the housekeeping thread rings the PMD
-//!   when it publishes one, so a new port's queues are watched from the
-//!   next wait on.
+//!   closed) the first time the PMD goes idle under a new assignment,
+//!   and the housekeeping thread rings the PMD when it publishes one, so
+//!   a new port's queues are watched from the next wait on.
 //!
 //! The rebuild resolves the assignment's [`PortRef`]s in a snapshot of its
 //! own: a second rcu participant per PMD (`pmdN-wait`), online only for
@@ -101,45 +98,9 @@
 //! 1000/s, p50 47–86 µs against 257–262 µs with `rx_wait` off (same tree,
 //! same runs; Open vSwitch afxdp, busy-polling: 31–40 µs). Saturated 64 B
 //! throughput was within run-to-run noise, but Mpps per DUT core came out
-//! about 8 % lower in those runs (0.63 against 0.69) while the sockets
-//! stayed registered during busy periods. Closing the set while busy
-//! (below) gave it back: `xswitch bench --quick --duts xswitch,ovs-afxdp
-//! --repeat 3`, five back-to-back pairs of binaries without and with the
-//! disarm, Mpps per DUT core 0.59–0.63 (median 0.60) against 0.63–0.70
-//! (median 0.66), higher in every pair (+6 to +11 %); UDP-echo p50 48–91
-//! against 60–94 µs (medians 75 and 70), p99 109–1256 against 116–357 µs
-//! (medians 146 and 143); Open vSwitch in the same runs 0.44–0.73 Mpps per
-//! core (the machine was shared, so it moved more than either build).
-//!
-//! # Disarmed while busy
-//! A registered socket calls into the set whenever it wakes its wait
-//! queue: an AF_XDP socket at every rx flush (`sock_def_readable`) and at
-//! every copy-mode tx skb it frees (`sock_wfree` → `sock_def_write_space`,
-//! EPOLLOUT), each time the wait-queue lock plus `ep_poll_callback` with
-//! the set's lock, in softirq on whatever CPU runs the veth NAPI — often
-//! the PMD's. A busy PMD does not need any of it. So the first batch a
-//! PMD receives after a wait (once it is flushed, so that frame is not
-//! delayed) closes the set: the kernel unhooks it from every socket's wait
-//! queue and the wake-ups become a `waitqueue_active` test that finds
-//! nobody. The next idle wait builds a new set, under a snapshot as any
-//! rebuild. An idle PMD whose wait only timed out keeps its set, so a
-//! quiet switch does not rebuild every `max_block`.
-//!
-//! `EPOLL_CTL_MOD` with no events (or `EPOLLONESHOT`) was the other way:
-//! it keeps the registration but leaves it hooked on the wait queue, so
-//! every wake-up still runs `ep_poll_callback`, which takes the set's lock
-//! before it finds the entry disabled — the cost stays; and it edits the
-//! set by fd number (a recycled number is refused with ENOENT, but that is
-//! one more rule to keep). `EPOLL_CTL_DEL` by number would unhook too, at
-//! the price of the same reasoning; closing the instance needs none.
-//!
-//! No arrival is slept through: an arrival between the PMD's last empty
-//! poll and the new set's registration is seen by the registration itself
-//! (`EPOLL_CTL_ADD` polls the file and queues it if already readable, so
-//! the first wait returns at once — `wait.rs` tests it); later ones wake
-//! the set as before. A queue the PMD cannot drain costs at most one
-//! early wake-up per rebuild, and none while the set stays armed (edge
-//! triggered, as before).
+//! about 8 % lower in those runs (0.63 against 0.69): a suspect to chase —
+//! the socket wakes the epoll entry at every rx flush even while the PMD
+//! is busy.
 //!
 //! # Invariants
 //! * A PMD holds no port snapshot across a quiescent point or a wait (the
@@ -258,13 +219,9 @@ pub struct IdleStats {
     pub kicks: u64,
     /// Waits that ran to their timeout.
     pub timeouts: u64,
-    /// Wait sets built: at the first wait under a new assignment, and at
-    /// the first wait after each disarm.
+    /// Wait sets built (one per assignment the PMD went idle under).
     pub rebuilds: u64,
-    /// Wait sets closed because the PMD received again after a wait (it
-    /// does not keep its sockets' wake-ups armed while busy).
-    pub disarms: u64,
-    /// Rx wait fds in the wait set built last.
+    /// Rx wait fds in the current wait set.
     pub rx_fds: u64,
 }
 
@@ -280,7 +237,6 @@ struct IdleShared {
     kicks: AtomicU64,
     timeouts: AtomicU64,
     rebuilds: AtomicU64,
-    disarms: AtomicU64,
     rx_fds: AtomicU64,
 }
 
@@ -295,7 +251,6 @@ impl IdleShared {
             kicks: AtomicU64::new(0),
             timeouts: AtomicU64::new(0),
             rebuilds: AtomicU64::new(0),
-            disarms: AtomicU64::new(0),
             rx_fds: AtomicU64::new(0),
         })
     }
@@ -309,7 +264,6 @@ impl IdleShared {
             kicks: g(&self.kicks),
             timeouts: g(&self.timeouts),
             rebuilds: g(&self.rebuilds),
-            disarms: g(&self.disarms),
             rx_fds: g(&self.rx_fds),
         }
     }
@@ -562,8 +516,6 @@ fn pmd_loop(pmd: &mut Pmd, ctx: &LoopCtx<'_>) {
         }
         if got > 0 {
             empty = 0;
-            // After the batch went out: the first frame after a wait is
-            // not delayed by the disarm.
             idler.busy();
             continue;
         }
@@ -598,9 +550,6 @@ struct Idler<'a> {
     built_for: Option<u64>,
     /// Every own queue's wait fd is in `set`.
     covered: bool,
-    /// `set` holds rx fds: their sockets call into it at every arrival
-    /// (and tx completion) until it is closed.
-    armed: bool,
     /// The next timed sleep.
     sleep: Duration,
 }
@@ -627,34 +576,17 @@ impl<'a> Idler<'a> {
             set: None,
             built_for: None,
             covered: false,
-            armed: false,
             sleep: ctx.backoff.min_sleep,
         }
     }
 
-    /// Traffic: the next timed sleep starts short again, and an armed set
-    /// is closed (module docs, "Disarmed while busy").
+    /// Traffic: the next timed sleep starts short again.
     #[inline]
     fn busy(&mut self) {
         self.sleep = self.ctx.backoff.min_sleep;
-        if self.armed {
-            self.disarm();
-        }
     }
 
-    /// Closes the set: the kernel unhooks it from every socket's wait
-    /// queue, so a busy PMD's sockets wake nobody. The next wait builds a
-    /// new one (`built_for` cleared).
-    #[cold]
-    fn disarm(&mut self) {
-        self.set = None;
-        self.built_for = None;
-        self.armed = false;
-        bump(&self.ctx.idle.disarms);
-    }
-
-    /// Before a wait: rebuilds the set if the assignment changed since or
-    /// it was disarmed;
+    /// Before a wait: rebuilds the set if the assignment changed since;
     /// returns the wait's timeout.
     fn prepare(&mut self, version: u64, mine: &[RxqRef]) -> Duration {
         if self.built_for != Some(version) {
@@ -677,7 +609,6 @@ impl<'a> Idler<'a> {
         self.built_for = Some(version);
         self.set = None;
         self.covered = false;
-        self.armed = false;
         bump(&idle.rebuilds);
         let mut set = match WaitSet::new(&idle.waker) {
             Ok(s) => s,
@@ -713,7 +644,6 @@ impl<'a> Idler<'a> {
             reader.offline();
         }
         idle.rx_fds.store(set.rx_fds(), Ordering::Relaxed);
-        self.armed = set.rx_fds() > 0;
         self.set = Some(set);
         self.covered = covered;
     }
@@ -746,7 +676,6 @@ impl<'a> Idler<'a> {
                 tracing::warn!(pmd = self.ctx.i, error = %e, "PMD wait failed: timed sleeps");
                 self.set = None;
                 self.covered = false;
-                self.armed = false;
                 std::thread::park_timeout(timeout);
             }
         }
@@ -756,123 +685,4 @@ impl<'a> Idler<'a> {
 #[inline]
 fn bump(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::actions::Action;
-    use crate::classifier::RuleSpec;
-    use crate::flow_key::{field, FlowKey, FlowMatch};
-    use crate::vport::memory::{MemoryPort, MemoryPortConfig};
-    use crate::wire::builder::build_frame;
-    use std::net::Ipv4Addr;
-    use std::time::Instant;
-
-    const DEADLINE: Duration = Duration::from_secs(10);
-
-    fn doorbell_port(name: &str) -> Arc<MemoryPort> {
-        Arc::new(MemoryPort::new(
-            MemoryPortConfig::new(name)
-                .queues(1, 1)
-                .ring_size(64)
-                .rx_doorbell(true),
-        ))
-    }
-
-    fn frame() -> Vec<u8> {
-        let mut k = FlowKey::ZERO;
-        k.set_dl_src([0x02, 0, 0, 0, 0, 0x0a]);
-        k.set_dl_dst([0x02, 0, 0, 0, 0, 0x0b]);
-        k.set_dl_type(0x0800);
-        k.set_nw_src(Ipv4Addr::new(10, 0, 0, 1));
-        k.set_nw_dst(Ipv4Addr::new(10, 0, 0, 2));
-        k.set_nw_proto(17);
-        k.set_nw_ttl(64);
-        k.set_tp_src(7);
-        k.set_tp_dst(53);
-        build_frame(&k, 22)
-    }
-
-    /// `in` (1) → `out` (2), one PMD blocking up to `max_block`.
-    fn switch(max_block: Duration) -> (PmdThreads, Arc<MemoryPort>, Arc<MemoryPort>) {
-        let dp = Arc::new(Datapath::new());
-        let (inp, out) = (doorbell_port("in"), doorbell_port("out"));
-        dp.add_port(1, inp.clone()).unwrap();
-        dp.add_port(2, out.clone()).unwrap();
-        let mut m = FlowMatch::ANY;
-        m.set_masked(field::IN_PORT, 1, u64::from(u32::MAX));
-        dp.flow_table()
-            .add(RuleSpec::new(m, vec![Action::Output(2)]));
-        let cfg = PmdThreadsConfig {
-            backoff: Backoff {
-                max_block,
-                ..Backoff::default()
-            },
-            ..PmdThreadsConfig::default()
-        };
-        (PmdThreads::spawn(dp, 1, None, cfg).unwrap(), inp, out)
-    }
-
-    fn wait_until(mut cond: impl FnMut() -> bool) -> bool {
-        let start = Instant::now();
-        while start.elapsed() < DEADLINE {
-            if cond() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        cond()
-    }
-
-    #[test]
-    fn a_busy_pmd_closes_its_wait_set_and_the_next_one_still_wakes_on_a_frame() {
-        // A minute-long block: only an rx wake-up forwards a frame within
-        // the deadline, so each frame proves the re-built set is armed.
-        let (t, inp, out) = switch(Duration::from_secs(60));
-        assert!(
-            wait_until(|| t.idle_stats()[0].rx_waits > 0),
-            "{:?}",
-            t.idle_stats()
-        );
-        let first = t.idle_stats()[0];
-        assert_eq!((first.disarms, first.rx_fds), (0, 2), "{first:?}");
-        for k in 1..=3u64 {
-            let waits = t.idle_stats()[0].rx_waits;
-            assert!(inp.inject_frame(0, &frame()), "rx ring full");
-            assert!(
-                wait_until(|| out.drain_tx(0, |_| ()) > 0),
-                "frame {k} not forwarded: {:?}",
-                t.idle_stats()
-            );
-            // Busy once: the set was closed; idle again: a new one blocks.
-            assert!(
-                wait_until(|| t.idle_stats()[0].rx_waits > waits),
-                "{:?}",
-                t.idle_stats()
-            );
-            let s = t.idle_stats()[0];
-            assert_eq!(s.disarms, k, "{s:?}");
-            assert_eq!(s.rebuilds, first.rebuilds + k, "{s:?}");
-            assert_eq!(s.rx_fds, 2, "{s:?}");
-        }
-        t.stop();
-    }
-
-    #[test]
-    fn an_idle_pmd_whose_waits_time_out_keeps_its_wait_set() {
-        let (t, _inp, _out) = switch(Duration::from_millis(2));
-        assert!(
-            wait_until(|| t.idle_stats()[0].timeouts >= 10),
-            "{:?}",
-            t.idle_stats()
-        );
-        let s = t.idle_stats()[0];
-        // Nothing received: no disarm, one set built for the one
-        // assignment (plus, at most, one for a version published after
-        // spawn).
-        assert_eq!(s.disarms, 0, "{s:?}");
-        assert!(s.rebuilds <= 2, "{s:?}");
-        t.stop();
-    }
 }
