@@ -164,6 +164,41 @@ impl Netns {
         self.run(&v)
     }
 
+    /// Adds a veth pair under the given names: `name` here, `peer` in
+    /// `peer_ns`, `queues` rx and tx queues on each end, both down. No
+    /// guard: for harnesses that delete and re-create an interface under a
+    /// fixed name (the namespaces' guards remove what is left).
+    pub fn add_veth(
+        &self,
+        name: &str,
+        peer: &str,
+        peer_ns: &Netns,
+        queues: u32,
+    ) -> Result<(), TopoError> {
+        let q = queues.max(1).to_string();
+        self.ip(&[
+            "link",
+            "add",
+            name,
+            "numrxqueues",
+            &q,
+            "numtxqueues",
+            &q,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            peer,
+            "numrxqueues",
+            &q,
+            "numtxqueues",
+            &q,
+            "netns",
+            peer_ns.name(),
+        ])
+        .map(drop)
+    }
+
     /// A [`Command`] that runs `args` inside the namespace (for spawning
     /// with custom stdio; wrap the child in a [`ChildGuard`]).
     pub fn command(&self, args: &[&str]) -> Command {

@@ -127,7 +127,6 @@ pub fn run(env: &ScenarioEnv<'_>) -> Result<ScenarioOutcome, ChaosError> {
     // The load's sockets plus the server's (both in this process).
     ensure_fd_limit(2 * PARALLEL as u64 + 1024)
         .map_err(|e| ChaosError::Scenario(format!("netns-del: {e}")))?;
-    let q = QUEUES.to_string();
     let first_free = 3 + w.victims.len() as u32;
     let (srv_ofport, cli_ofport) = (first_free, first_free + 1);
     let srv_port = unique_name("svs");
@@ -137,26 +136,7 @@ pub fn run(env: &ScenarioEnv<'_>) -> Result<ScenarioOutcome, ChaosError> {
     // The server: a 32-queue pair from the switch to the victim namespace.
     let server_ns = &w.victim_ns;
     quiet_ipv6(server_ns)?;
-    w.switch.ip(&[
-        "link",
-        "add",
-        &srv_port,
-        "numrxqueues",
-        &q,
-        "numtxqueues",
-        &q,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        &srv_peer,
-        "numrxqueues",
-        &q,
-        "numtxqueues",
-        &q,
-        "netns",
-        server_ns.name(),
-    ])?;
+    w.switch.add_veth(&srv_port, &srv_peer, server_ns, QUEUES)?;
     server_ns.ip(&["addr", "add", SERVER_CIDR, "dev", &srv_peer])?;
     server_ns.ip(&["link", "set", &srv_peer, "up"])?;
     // veth leaves TCP checksums to offload; AF_XDP forwards them unfinished.
@@ -182,26 +162,7 @@ pub fn run(env: &ScenarioEnv<'_>) -> Result<ScenarioOutcome, ChaosError> {
         let client = Netns::create(NETNS_PREFIXES[3])?;
         quiet_ipv6(&client)?;
         let t_link = Instant::now();
-        w.switch.ip(&[
-            "link",
-            "add",
-            &cli_port,
-            "numrxqueues",
-            &q,
-            "numtxqueues",
-            &q,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            CLIENT_IF,
-            "numrxqueues",
-            &q,
-            "numtxqueues",
-            &q,
-            "netns",
-            client.name(),
-        ])?;
+        w.switch.add_veth(&cli_port, CLIENT_IF, &client, QUEUES)?;
         client.ip(&["addr", "add", CLIENT_CIDR, "dev", CLIENT_IF])?;
         client.ip(&["link", "set", CLIENT_IF, "up"])?;
         client.run(&["ethtool", "-K", CLIENT_IF, "tx", "off"])?;

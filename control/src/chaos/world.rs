@@ -175,27 +175,8 @@ impl World {
     /// (Re-)creates victim `i` under its names, both ends up.
     pub fn create_victim(&self, i: usize) -> Result<(), TopoError> {
         let v = &self.victims[i];
-        let q = v.queues.to_string();
-        self.switch.ip(&[
-            "link",
-            "add",
-            &v.port.name,
-            "numrxqueues",
-            &q,
-            "numtxqueues",
-            &q,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &v.peer,
-            "numrxqueues",
-            &q,
-            "numtxqueues",
-            &q,
-            "netns",
-            self.victim_ns.name(),
-        ])?;
+        self.switch
+            .add_veth(&v.port.name, &v.peer, &self.victim_ns, v.queues)?;
         v.present.store(true, Ordering::Relaxed);
         if v.queues > 1 {
             // Start at half the channels: the kernel refuses to take away
