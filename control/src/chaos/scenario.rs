@@ -98,6 +98,25 @@ impl ScenarioOutcome {
         });
     }
 
+    /// Counts a finished cycle, or records why it failed (keeping the
+    /// cycles done so far in the report); `false`: stop cycling.
+    pub fn count_cycle<E: core::fmt::Display>(&mut self, cycle: Result<(), E>) -> bool {
+        match cycle {
+            Ok(()) => {
+                self.cycles += 1;
+                true
+            }
+            Err(e) => {
+                self.check(
+                    "every cycle completed",
+                    false,
+                    format!("cycle {}: {e}", self.cycles + 1),
+                );
+                false
+            }
+        }
+    }
+
     /// Records a remark.
     pub fn note(&mut self, s: impl Into<String>) {
         self.notes.push(s.into());

@@ -63,15 +63,9 @@ pub fn link_del(env: &ScenarioEnv<'_>) -> Result<ScenarioOutcome, ChaosError> {
             out.recovery.push(env.wait_attached(&name, t)?);
             Ok::<_, ChaosError>(())
         })();
-        if let Err(e) = cycle {
-            out.check(
-                "every cycle completed",
-                false,
-                format!("cycle {}: {e}", out.cycles + 1),
-            );
+        if !out.count_cycle(cycle) {
             break;
         }
-        out.cycles += 1;
     }
     out.check(
         "the victim was being output to when deleted",
@@ -191,16 +185,9 @@ fn flap(
             );
             Ok::<_, ChaosError>(())
         })();
-        if let Err(e) = cycle {
-            // Keep the cycles done so far in the report.
-            out.check(
-                "every cycle completed",
-                false,
-                format!("cycle {}: {e}", out.cycles + 1),
-            );
+        if !out.count_cycle(cycle) {
             break;
         }
-        out.cycles += 1;
     }
     let rx0 = env.world.victim_rx(0);
     let resumed = victim_gets_traffic(env, 0, rx0, RESUME);
