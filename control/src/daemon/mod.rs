@@ -57,6 +57,7 @@
 //! snapshot pointer costs one atomic load per request and can lag a
 //! concurrent port operation only by that operation.
 
+mod heap;
 pub mod links;
 mod opener;
 mod render;

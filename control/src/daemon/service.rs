@@ -348,6 +348,8 @@ pub fn install_signals() -> Result<Arc<AtomicBool>, ServiceError> {
 /// Runs the daemon until SIGINT/SIGTERM: starts it, prints the ready line
 /// on stderr, waits, shuts down and returns the final report.
 pub fn run_until_signal(cfg: &ServiceConfig) -> Result<StatsReport, ServiceError> {
+    // First, while this is the only thread (see heap.rs).
+    super::heap::keep_heap_mapped();
     let term = install_signals()?;
     let svc = Service::start(cfg)?;
     if let Some(p) = svc.socket() {
