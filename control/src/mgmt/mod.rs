@@ -53,6 +53,7 @@
 //! which takes its own locks.
 
 mod client;
+mod priority;
 mod protocol;
 mod server;
 

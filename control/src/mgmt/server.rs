@@ -19,6 +19,9 @@
 //!   one thread loses no parallelism and a burst of them never occupies
 //!   the workers that flow installs need.
 //!
+//! The poller and the general lane run at real-time priority, the port
+//! lane niced ([`super::priority`] says why and what bounds it).
+//!
 //! # Invariants
 //! * A connection is owned by exactly one thread at a time: the poller
 //!   (idle) or one worker (a request in flight). So its requests are
@@ -39,12 +42,14 @@
 //! and a queued writer blocks every later taker: measured (perf sched,
 //! `mmap_lock` tracepoints) as 3-18 ms stalls of `flow add` on a fresh
 //! connection during port churn. A fixed pool never maps a stack after
-//! start-up.
+//! start-up; the daemon's malloc settings (`daemon/heap.rs`) keep the
+//! allocator from taking that lock too.
 //!
 //! # Locking
 //! None here beyond the general lane's shared queue: the handler (the
 //! daemon) takes its own locks.
 
+use super::priority;
 use super::protocol::{Reply, Request, Response};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{recv, send, MsgFlags};
@@ -372,6 +377,7 @@ struct Poller {
 
 impl Poller {
     fn run(&mut self, stop: &AtomicBool) {
+        priority::enter_realtime();
         let timeout =
             PollTimeout::try_from(ACCEPT_POLL.as_millis() as i32).unwrap_or(PollTimeout::MAX);
         let mut ready = Vec::new();
@@ -589,6 +595,7 @@ struct Worker {
 
 impl Worker {
     fn run(self, jobs: &Mutex<Receiver<Job>>) {
+        let realtime = priority::enter_realtime();
         loop {
             // The lock is held only while waiting for the next job.
             let job = match jobs.lock() {
@@ -614,45 +621,21 @@ impl Worker {
                         }
                     }
                 }
-                Ok(req) => run(&*self.handler, req),
+                Ok(req) => {
+                    let _bulk = priority::NormalPriority::enter(
+                        realtime && !priority::is_brief(&req, job.len),
+                    );
+                    run(&*self.handler, req)
+                }
             };
             reply(job, resp, &self.back, &self.waker);
         }
     }
 }
 
-/// The port lane's nice value (0 is the default, 19 the lowest).
-pub const PORT_LANE_NICE: i32 = 10;
-
-/// Lowers the calling thread's CPU priority to [`PORT_LANE_NICE`].
-///
-/// A port add burns milliseconds of CPU (zeroing its UMEM, building
-/// sockets); on a machine with few cores a flow install that becomes
-/// runnable meanwhile waited for that CPU (measured: scheduling delays of
-/// 1-3 ms under port churn on 2 cores). Niced, the port work yields the
-/// CPU to the general lane and the PMDs. It holds no lock a flow install
-/// needs (flow installs take only `flow_table`), so the lower priority
-/// cannot invert onto them.
-#[allow(unsafe_code)] // setpriority(2) on our own thread: no Rust wrapper in our dependencies.
-fn lower_priority() {
-    let tid = nix::unistd::gettid().as_raw();
-    // SAFETY: setpriority only reads its integer arguments; on Linux
-    // PRIO_PROCESS with a thread id changes that one thread's nice value.
-    let r = unsafe {
-        nix::libc::setpriority(
-            nix::libc::PRIO_PROCESS,
-            tid as nix::libc::id_t,
-            PORT_LANE_NICE,
-        )
-    };
-    if r != 0 {
-        tracing::debug!(error = %io::Error::last_os_error(), "port lane: setpriority failed");
-    }
-}
-
 /// The port lane: port changes, one at a time, at a lower CPU priority.
 fn port_lane(jobs: &Receiver<Job>, handler: &dyn Handler, back: &Sender<Back>, waker: &UnixStream) {
-    lower_priority();
+    priority::lower_to_port_lane();
     while let Ok(mut job) = jobs.recv() {
         let resp = match job.req.take() {
             Some(req) => run(handler, req),
@@ -856,7 +839,13 @@ mod tests {
                 panic!("handler bug");
             }
             let t = std::thread::current();
-            let who = format!("{}/{:?}/nice={}", t.name().unwrap_or("?"), t.id(), nice());
+            let who = format!(
+                "{}/{:?}/policy={}/nice={}",
+                t.name().unwrap_or("?"),
+                t.id(),
+                priority::current_policy(),
+                nice()
+            );
             Ok(Reply::new(&who, who.clone()))
         }
     }
@@ -897,9 +886,22 @@ mod tests {
         let general_nice = nice_of(general.iter().next().unwrap());
         assert_eq!(
             nice_of(&port),
-            (general_nice + PORT_LANE_NICE).min(19),
+            (general_nice + priority::PORT_LANE_NICE).min(19),
             "{port} vs {general:?}"
         );
+        // With the privilege, brief requests are answered in real time and
+        // bulk ones (stats) at normal priority, by the same workers.
+        let policy_of = |who: &str| -> i32 {
+            let p = who.split("policy=").nth(1).unwrap();
+            p[..p.find('/').unwrap()].parse().unwrap()
+        };
+        let ping = c.request(&Request::Ping).unwrap().text;
+        let stats = c.request(&Request::Stats).unwrap().text;
+        if std::thread::spawn(priority::enter_realtime).join().unwrap() {
+            assert_eq!(policy_of(&ping), nix::libc::SCHED_FIFO, "{ping}");
+        }
+        assert_eq!(policy_of(&stats), nix::libc::SCHED_OTHER, "{stats}");
+        assert_eq!(policy_of(&port), nix::libc::SCHED_OTHER, "{port}");
         s.stop();
     }
 
