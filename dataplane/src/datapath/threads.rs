@@ -399,6 +399,7 @@ impl PmdThreads {
                         dp2.process_port_requests();
                         if timers.elapsed() >= super::TIMER_INTERVAL {
                             dp2.run_timers();
+                            crate::vport::linger::release_due(std::time::Instant::now());
                             timers = std::time::Instant::now();
                         }
                         if dp2.port_table().stats().version != a2.load().version {

@@ -121,7 +121,7 @@
 //! carries a `// SAFETY:` comment.
 #![allow(unsafe_code)]
 
-use super::{PortState, TxError, Vport};
+use super::{linger, PortState, TxError, Vport};
 use crate::packet::{PacketBatch, PacketPool, BATCH_SIZE, FRAME_SIZE, MAX_FRAME_LEN};
 use core::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use crossbeam_utils::CachePadded;
@@ -902,6 +902,19 @@ impl XskQueue {
     }
 }
 
+/// Start and length of `umem`'s memory, from its first frame: xsk-rs
+/// places frame `d` at `start + d.addr()`. `(0, 0)` without frames.
+#[allow(unsafe_code)] // Umem::data: a zero-length view of a fresh frame, to take its address.
+fn umem_region(umem: &Umem, descs: &[FrameDesc], frames: u32) -> (usize, usize) {
+    let Some(d) = descs.first() else {
+        return (0, 0);
+    };
+    // SAFETY: `d` comes fresh from Umem::new for this UMEM and is on no
+    // ring; the view is only used for its address.
+    let data = unsafe { umem.data(d) }.as_ptr() as usize;
+    (data - d.addr(), frames as usize * UMEM_FRAME_SIZE as usize)
+}
+
 /// A port over AF_XDP sockets on a Linux interface (see the module docs).
 pub struct AfXdpPort {
     name: String,
@@ -912,6 +925,8 @@ pub struct AfXdpPort {
     need_wakeup: bool,
     ring_size: u32,
     frames_total: u32,
+    /// Start and length of the UMEM's mapping (see [`linger`]).
+    umem_region: (usize, usize),
     state: PortState,
     /// Queues registered with the steering (unregistered on drop).
     registered: Vec<bool>,
@@ -995,6 +1010,7 @@ impl AfXdpPort {
             frames,
             reason: describe(&e),
         })?;
+        let umem_region = umem_region(&umem, &descs, frames);
         let rx_per_q = cfg.ring_size as usize;
         let tx_per_q = (cfg.frames_per_queue - cfg.ring_size) as usize;
         let mut descs = descs.into_iter();
@@ -1026,6 +1042,7 @@ impl AfXdpPort {
             need_wakeup: cfg.need_wakeup,
             ring_size: cfg.ring_size,
             frames_total: frames,
+            umem_region,
             state,
             registered: vec![false; queues.len()],
             queues: queues.into_boxed_slice(),
@@ -1173,6 +1190,8 @@ impl Drop for AfXdpPort {
             }
         }
         tracing::debug!(port = %self.name, "AF_XDP port closing");
+        // The pages outlive the kernel's deferred release (linger.rs).
+        linger::hold(self.umem_region.0, self.umem_region.1);
         // Fields drop next, in declaration order: sockets, UMEM, steering.
     }
 }

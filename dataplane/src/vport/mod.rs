@@ -11,6 +11,7 @@
 //! (issue 3) assigns them.
 
 pub mod afxdp;
+pub mod linger;
 pub mod memory;
 
 use crate::packet::{Packet, PacketBatch, PacketPool};
