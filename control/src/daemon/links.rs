@@ -106,6 +106,8 @@ fn watch(d: &Daemon, mon: &mut LinkMonitor, stop: &AtomicBool) {
             // corrects it (seen by the chaos harness's queue-change).
             need_resync |= d.has_detached_ports() || ticks.is_multiple_of(REREAD_TICKS);
         }
+        // A port the datapath deleted by itself may get no event.
+        need_resync |= d.has_lost_ports();
         if need_resync {
             match dump_and_resync(d, mon) {
                 Ok(()) => need_resync = false,

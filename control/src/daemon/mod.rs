@@ -567,9 +567,15 @@ impl Daemon {
         let dump: Vec<LinkState> = dump.iter().map(datapath_view).collect();
         let mut cfg = self.config.lock();
         let acts = cfg.tracker.resync(&dump);
-        let changed = !acts.is_empty();
+        let mut changed = !acts.is_empty();
         for a in acts {
             self.carry_out(&mut cfg, a);
+        }
+        // Ports whose interface is gone were detached above; the rest of
+        // the lost ones are still there.
+        for ofport in self.lost_ports(&cfg.ports) {
+            self.reattach_lost(&mut cfg, ofport);
+            changed = true;
         }
         if changed {
             self.publish(&cfg);
@@ -580,18 +586,7 @@ impl Daemon {
         match act {
             PortAction::Update { ofport, .. } => match apply(&self.dp, &act) {
                 Ok(_) => {}
-                Err(DatapathError::NoSuchPort(_)) => {
-                    // The datapath deleted the port by itself (a PMD found
-                    // the device gone) but the interface is still there:
-                    // open it again.
-                    let Some(name) = cfg.tracker.name(ofport).map(str::to_owned) else {
-                        return;
-                    };
-                    tracing::warn!(port = %name, ofport, "port vanished from the datapath; re-attaching");
-                    self.detach_and_release(cfg, ofport);
-                    cfg.tracker.attach_failed(ofport);
-                    self.reattach(cfg, ofport);
-                }
+                Err(DatapathError::NoSuchPort(_)) => self.reattach_lost(cfg, ofport),
                 Err(e) => tracing::warn!(ofport, error = %e, "applying link state"),
             },
             PortAction::Remove { ofport } => {
@@ -612,6 +607,40 @@ impl Daemon {
             }
             PortAction::None => {}
         }
+    }
+
+    /// The datapath deleted attached port `ofport` by itself (a PMD's send
+    /// found the device gone: ENETDOWN when the carrier dropped under it,
+    /// ENXIO) but the interface is still there: open it again.
+    fn reattach_lost(&self, cfg: &mut PortConfig, ofport: PortNo) {
+        let Some(name) = cfg.tracker.name(ofport).map(str::to_owned) else {
+            return;
+        };
+        tracing::warn!(port = %name, ofport, "port vanished from the datapath; re-attaching");
+        self.detach_and_release(cfg, ofport);
+        cfg.tracker.attach_failed(ofport);
+        self.reattach(cfg, ofport);
+    }
+
+    /// Ports this daemon holds a device for that the datapath no longer
+    /// has (see [`Daemon::reattach_lost`]).
+    fn lost_ports(&self, ports: &BTreeMap<PortNo, ViewPort>) -> Vec<PortNo> {
+        ports
+            .iter()
+            .filter(|(&o, p)| {
+                p.device.is_some() && self.dp.port_table().with_port(o, |_| ()).is_none()
+            })
+            .map(|(&o, _)| o)
+            .collect()
+    }
+
+    /// Whether the datapath deleted an attached port by itself. No link
+    /// event need follow (the carrier can come back before the PMD's
+    /// report is handled), so the link watcher checks this on every poll
+    /// and resyncs: [`Daemon::resync`] re-attaches such a port if its
+    /// interface is in the dump.
+    pub fn has_lost_ports(&self) -> bool {
+        !self.lost_ports(&self.view().ports).is_empty()
     }
 
     fn reattach(&self, cfg: &mut PortConfig, ofport: PortNo) {

@@ -359,3 +359,29 @@ fn the_handler_answers_every_request_and_refuses_bad_ones() {
     );
     assert!(d.handle(Request::PortDel { port: "zz".into() }).is_err());
 }
+
+#[test]
+fn a_port_the_datapath_deleted_by_itself_is_reattached_at_the_next_resync() {
+    // The datapath deletes a port on its own when a PMD's send finds the
+    // device gone (ENETDOWN while the carrier drops). If the carrier
+    // comes back before that report is handled, no later link event
+    // names the port: the watcher sees it lost and resyncs.
+    let (d, _) = setup(&["a0", "b0"]);
+    d.port_add("a0", None, None).unwrap();
+    d.port_add("b0", None, None).unwrap();
+    assert!(!d.has_lost_ports());
+    d.datapath().del_port(1).unwrap();
+    assert!(d.has_lost_ports());
+    // Nothing changed in the kernel's view: the dump alone re-attaches.
+    d.resync(&[state("a0", 10, true), state("b0", 11, true)]);
+    assert!(!d.has_lost_ports());
+    let ofports: Vec<_> = d.datapath().port_list().iter().map(|p| p.ofport).collect();
+    assert_eq!(ofports, [1, 2]);
+    assert!(d.port_list().iter().all(|r| r.attached));
+    // Lost, and its interface gone from the dump: detached, not re-opened.
+    d.datapath().del_port(2).unwrap();
+    d.resync(&[state("a0", 10, true)]);
+    assert!(!d.has_lost_ports());
+    let rows = d.port_list();
+    assert!(rows[0].attached && !rows[1].attached, "{rows:?}");
+}
