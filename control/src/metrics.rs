@@ -21,6 +21,7 @@
 //! | `xswitch_pmd_busy_percent` | gauge | `pmd`, `cpu` |
 //! | `xswitch_watchdog_stalls_total` | counter | |
 //! | `xswitch_watchdog_max_stall_seconds` | gauge | |
+//! | `xswitch_watchdog_starved_total` | counter | |
 //!
 //! Every drop reason is exported, zeros included, so `rate()` works from the
 //! first scrape and dashboards do not depend on traffic. `xswitch_drops_total`
@@ -469,6 +470,13 @@ impl Collector for ReportCollector {
             "Longest PMD stall seen, in seconds.",
             MetricType::Gauge,
             ConstGauge::new(r.watchdog.max_stall_ms as f64 / 1000.0),
+        )?;
+        single(
+            &mut enc,
+            "watchdog_starved",
+            "Times a PMD waited for a CPU past the stall threshold (overload, not a stall).",
+            c,
+            ConstCounter::new(r.watchdog.starved),
         )
     }
 }

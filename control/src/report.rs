@@ -11,7 +11,7 @@
 //! watchdog. It serialises to the JSON shape of DESIGN.md's `stats --json`
 //! (`ports[]` with `name`, `ofport`, `rx_packets`, `tx_packets`,
 //! `rx_bytes`, `tx_bytes`, `drops`, `state`; `pmds[]` with `id`, `cpu`,
-//! `rx_packets`, `busy_pct`; `watchdog` with `stalls`, `max_stall_ms`) and
+//! `rx_packets`, `busy_pct`; `watchdog` with `stalls`, `max_stall_ms`, `starved`) and
 //! renders as a human-readable table ([`StatsReport::write_table`]).
 //!
 //! # Invariants
@@ -161,6 +161,9 @@ pub struct WatchdogReport {
     pub stalls: u64,
     /// Longest stall seen, in milliseconds.
     pub max_stall_ms: u64,
+    /// Episodes of a PMD waiting for a CPU (runnable, not scheduled) past
+    /// the threshold: the machine is overloaded; not stalls.
+    pub starved: u64,
 }
 
 /// Device-level figures for one port that the port table does not keep.
@@ -237,6 +240,7 @@ impl StatsReport {
             watchdog: WatchdogReport {
                 stalls: w.stalls,
                 max_stall_ms: w.max_stall_ms,
+                starved: w.starved,
             },
         }
     }
@@ -334,8 +338,8 @@ impl StatsReport {
         writeln!(w)?;
         writeln!(
             w,
-            "watchdog: {} stalls, longest {} ms",
-            self.watchdog.stalls, self.watchdog.max_stall_ms
+            "watchdog: {} stalls, longest {} ms; {} starved",
+            self.watchdog.stalls, self.watchdog.max_stall_ms, self.watchdog.starved
         )
     }
 }

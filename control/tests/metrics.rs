@@ -73,6 +73,7 @@ fn report(rx_a: u64) -> StatsReport {
         watchdog: WatchdogReport {
             stalls: 2,
             max_stall_ms: 1500,
+            starved: 3,
         },
     }
 }

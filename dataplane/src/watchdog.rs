@@ -14,6 +14,23 @@
 //! the episode lasts). When the counter moves again the episode ends with an
 //! info line.
 //!
+//! # Stalled or starved
+//!
+//! A heartbeat also stops when the PMD is not stuck at all but waits for a
+//! CPU: on an overloaded machine (load 10 on 2 cores) PMDs went 255-1,299
+//! ms without running. That is not what the watchdog is for (a soft-lockup
+//! detector reports a CPU that does not schedule, not a task that is not
+//! scheduled), so a PMD thread that said which it is
+//! ([`Heartbeat::bind_current_thread`]) is classified when its silence
+//! crosses the threshold: if it is runnable (`R` in
+//! `/proc/self/task/TID/stat`) and its CPU clock advanced by less than half
+//! the threshold during the silence, it is *starved*: logged once per
+//! episode and counted in `starved`, not in `stalls`. It is checked again
+//! at every scan and becomes a stall as soon as it has had that much CPU
+//! without a beat, or is found sleeping. A PMD that spins without beating
+//! (it has the CPU) or blocks (it sleeps) is a stall, as is any PMD the
+//! watchdog cannot read.
+//!
 //! This is how the `legacy-semantics` build's tx-queue loop over a port with
 //! zero queues (DESIGN.md failure 1, `background/ovs-veth-soft-lockup.txt`)
 //! shows up: as a stall "in tx on port P queue Q", not as a silent hang.
@@ -140,11 +157,15 @@ pub struct StallReport {
     pub stalled_for: Duration,
 }
 
-/// Watchdog counters (`stats`: `watchdog.stalls`, `watchdog.max_stall_ms`).
+/// Watchdog counters (`stats`: `watchdog.stalls`, `watchdog.max_stall_ms`,
+/// `watchdog.starved`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct WatchdogStats {
     /// Stall episodes reported.
     pub stalls: u64,
+    /// Episodes of a silent PMD that was runnable but not given the CPU
+    /// (module docs, "Stalled or starved"); not stalls.
+    pub starved: u64,
     /// The longest stall observed, in milliseconds.
     pub max_stall_ms: u64,
     /// PMDs stalled right now (as of the last scan).
@@ -158,6 +179,60 @@ struct Cell {
     location: AtomicU64,
     idle: AtomicBool,
     retired: AtomicBool,
+    /// The PMD thread, once it said ([`Heartbeat::bind_current_thread`]).
+    thread: std::sync::OnceLock<ThreadProbe>,
+}
+
+/// How the watchdog looks at a PMD thread from outside: its CPU-time
+/// clock and its task id.
+#[derive(Debug, Clone, Copy)]
+struct ThreadProbe {
+    clock: libc::clockid_t,
+    tid: i32,
+}
+
+impl ThreadProbe {
+    /// The calling thread's probe.
+    #[allow(unsafe_code)] // pthread_getcpuclockid(3): no wrapper in our dependencies.
+    fn current() -> Option<ThreadProbe> {
+        let mut clock: libc::clockid_t = 0;
+        // SAFETY: pthread_self() is the calling, live thread; `clock` is a
+        // valid out-pointer for the duration of the call.
+        let r = unsafe { libc::pthread_getcpuclockid(libc::pthread_self(), &mut clock) };
+        // SAFETY: gettid has no arguments and cannot fail.
+        let tid = unsafe { libc::gettid() };
+        (r == 0).then_some(ThreadProbe { clock, tid })
+    }
+
+    /// CPU time the thread has used; `None` once it is gone.
+    #[allow(unsafe_code)] // clock_gettime(2) on the thread's CPU clock.
+    fn cpu_time(&self) -> Option<Duration> {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid out-pointer; an invalid clock (the thread
+        // exited) is an error return, not undefined behaviour.
+        let r = unsafe { libc::clock_gettime(self.clock, &mut ts) };
+        (r == 0).then(|| Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
+    }
+
+    /// Whether the thread is runnable (state `R`: running or waiting for a
+    /// CPU); `None` if its stat cannot be read.
+    fn runnable(&self) -> Option<bool> {
+        let stat = std::fs::read_to_string(format!("/proc/self/task/{}/stat", self.tid)).ok()?;
+        let state = stat.get(stat.rfind(')')? + 2..)?.chars().next()?;
+        Some(state == 'R')
+    }
+}
+
+/// What a silent PMD is, when its silence crosses the threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// Spinning or blocked without a beat, or not readable.
+    Stalled,
+    /// Runnable, but had less than half the threshold of CPU time.
+    Starved,
 }
 
 /// The watchdog's memory of one PMD between scans.
@@ -166,6 +241,28 @@ struct Track {
     last_count: u64,
     last_change: Instant,
     reported: bool,
+    /// The thread's CPU time at the first scan that saw it silent.
+    cpu_at_silence: Option<Duration>,
+    /// This episode was logged and counted as starved.
+    starved: bool,
+}
+
+impl Track {
+    /// Classifies a PMD silent for longer than `threshold`.
+    fn verdict(&mut self, threshold: Duration) -> Verdict {
+        let Some(probe) = self.cell.thread.get() else {
+            return Verdict::Stalled;
+        };
+        let (Some(now), Some(runnable)) = (probe.cpu_time(), probe.runnable()) else {
+            return Verdict::Stalled;
+        };
+        let base = *self.cpu_at_silence.get_or_insert(now);
+        if runnable && now.saturating_sub(base) < threshold / 2 {
+            Verdict::Starved
+        } else {
+            Verdict::Stalled
+        }
+    }
 }
 
 struct Shared {
@@ -174,6 +271,7 @@ struct Shared {
     tracks: Mutex<Vec<Track>>,
     reports: Mutex<Vec<StallReport>>,
     stalls: AtomicU64,
+    starved: AtomicU64,
     max_stall_ms: AtomicU64,
     stalled_now: AtomicU64,
 }
@@ -257,6 +355,15 @@ impl Heartbeat {
         self.cell.idle.store(true, Ordering::Relaxed);
     }
 
+    /// Tells the watchdog that the calling thread is this PMD, so that a
+    /// silence can be told apart from a wait for the CPU (module docs,
+    /// "Stalled or starved"). Call from the PMD thread; once.
+    pub fn bind_current_thread(&self) {
+        if let Some(p) = ThreadProbe::current() {
+            let _ = self.cell.thread.set(p);
+        }
+    }
+
     /// Back from parking: the stall clock starts again.
     pub fn busy(&mut self) {
         self.cell.idle.store(false, Ordering::Relaxed);
@@ -291,6 +398,7 @@ impl Watchdog {
                 tracks: Mutex::new(Vec::new()),
                 reports: Mutex::new(Vec::new()),
                 stalls: AtomicU64::new(0),
+                starved: AtomicU64::new(0),
                 max_stall_ms: AtomicU64::new(0),
                 stalled_now: AtomicU64::new(0),
             }),
@@ -310,6 +418,7 @@ impl Watchdog {
             location: AtomicU64::new(LOC_NONE),
             idle: AtomicBool::new(false),
             retired: AtomicBool::new(false),
+            thread: std::sync::OnceLock::new(),
         });
         lock(&self.shared.registry).push(cell.clone());
         Heartbeat { cell, count: 0 }
@@ -332,6 +441,8 @@ impl Watchdog {
                         last_count: cell.counter.load(Ordering::Relaxed),
                         last_change: now,
                         reported: false,
+                        cpu_at_silence: None,
+                        starved: false,
                     });
                 }
             }
@@ -354,10 +465,30 @@ impl Watchdog {
                 t.last_count = count;
                 t.last_change = now;
                 t.reported = false;
+                t.cpu_at_silence = None;
+                t.starved = false;
                 continue;
+            }
+            if t.cpu_at_silence.is_none() {
+                t.cpu_at_silence = t.cell.thread.get().and_then(ThreadProbe::cpu_time);
             }
             let stalled_for = now.saturating_duration_since(t.last_change);
             if stalled_for <= threshold {
+                continue;
+            }
+            if !t.reported && t.verdict(threshold) == Verdict::Starved {
+                if !t.starved {
+                    t.starved = true;
+                    self.shared.starved.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(
+                        pmd = %t.cell.name,
+                        silent_ms = ms(stalled_for),
+                        "watchdog: PMD {} starved: runnable but not scheduled for {} ms \
+                         (the CPUs are overloaded; not counted as a stall)",
+                        t.cell.name,
+                        ms(stalled_for)
+                    );
+                }
                 continue;
             }
             stalled_now += 1;
@@ -414,6 +545,7 @@ impl Watchdog {
     pub fn stats(&self) -> WatchdogStats {
         WatchdogStats {
             stalls: self.shared.stalls.load(Ordering::Relaxed),
+            starved: self.shared.starved.load(Ordering::Relaxed),
             max_stall_ms: self.shared.max_stall_ms.load(Ordering::Relaxed),
             stalled_now: self.shared.stalled_now.load(Ordering::Relaxed),
         }
@@ -655,5 +787,81 @@ mod tests {
             })
         );
         assert!(w.stats().max_stall_ms > 100);
+    }
+
+    /// Runs `work` on a thread that bound `hb` to itself while a watchdog
+    /// thread (threshold 50 ms) scans; returns the watchdog's counters.
+    fn watch_bound_thread(work: impl FnOnce(&mut Heartbeat) + Send + 'static) -> WatchdogStats {
+        let w = Watchdog::new(WatchdogConfig {
+            interval: Duration::from_millis(5),
+            threshold: Duration::from_millis(50),
+        });
+        let mut hb = w.register("pmd-under-test");
+        let _scanner = w.spawn().unwrap();
+        std::thread::spawn(move || {
+            hb.bind_current_thread();
+            hb.beat();
+            work(&mut hb);
+            hb.idle();
+        })
+        .join()
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        w.stats()
+    }
+
+    #[test]
+    fn a_pmd_thread_that_spins_without_beating_is_a_stall() {
+        let s = watch_bound_thread(|_| {
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_millis(400) {
+                std::hint::spin_loop();
+            }
+        });
+        assert_eq!(s.stalls, 1, "{s:?}");
+    }
+
+    #[test]
+    fn a_pmd_thread_that_sleeps_without_beating_is_a_stall() {
+        let s = watch_bound_thread(|_| std::thread::sleep(Duration::from_millis(300)));
+        assert_eq!((s.stalls, s.starved), (1, 0), "{s:?}");
+    }
+
+    /// Sets the calling thread's policy to SCHED_IDLE (allowed without
+    /// privileges: it only lowers the priority).
+    #[allow(unsafe_code)]
+    fn sched_idle() {
+        let p = libc::sched_param { sched_priority: 0 };
+        // SAFETY: `p` is valid for the call; pid 0 is the calling thread.
+        let r = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &p) };
+        assert_eq!(r, 0);
+    }
+
+    #[test]
+    fn a_pmd_thread_kept_off_the_cpu_is_starved_not_stalled() {
+        // The "PMD" beats whenever it runs, but runs at SCHED_IDLE on the
+        // CPU a normal-priority thread spins on for a second: it is
+        // runnable and silent for far longer than the threshold.
+        let cpu = core_affinity::CoreId { id: 0 };
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let hog = std::thread::spawn(move || {
+            assert!(core_affinity::set_for_current(cpu));
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_secs(1) {
+                std::hint::spin_loop();
+            }
+            stop2.store(true, Ordering::Release);
+        });
+        let s = watch_bound_thread(move |hb| {
+            assert!(core_affinity::set_for_current(cpu));
+            sched_idle();
+            while !stop.load(Ordering::Acquire) {
+                hb.beat();
+            }
+        });
+        hog.join().unwrap();
+        assert_eq!(s.stalls, 0, "starvation counted as a stall: {s:?}");
+        assert!(s.starved >= 1, "{s:?}");
     }
 }

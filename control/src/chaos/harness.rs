@@ -311,11 +311,12 @@ pub fn run(spec: &Spec, opts: &Options) -> Result<ScenarioResult, ChaosError> {
         .unwrap_or(Value::Null);
     let stalls = wd["stalls"].as_u64().unwrap_or(0);
     let max_stall_ms = wd["max_stall_ms"].as_u64().unwrap_or(0);
+    let starved = wd["starved"].as_u64().unwrap_or(0);
     checks.push(Check {
         what: "no PMD stall over the watchdog threshold".into(),
         ok: stalls == 0 && wd.is_object(),
         detail: if wd.is_object() {
-            format!("{stalls} stalls, longest {max_stall_ms} ms")
+            format!("{stalls} stalls, longest {max_stall_ms} ms ({starved} times starved of CPU)")
         } else {
             "no watchdog figures (the daemon did not answer)".into()
         },

@@ -373,6 +373,7 @@ impl PmdThreads {
                         None => {}
                     }
                     idle.tid.store(current_tid(), Ordering::Relaxed);
+                    hb.bind_current_thread();
                     pmd.attach_thread(hb);
                     let ctx = LoopCtx {
                         i,
