@@ -614,6 +614,9 @@ impl Daemon {
     /// ENXIO) but the interface is still there: open it again.
     fn reattach_lost(&self, cfg: &mut PortConfig, ofport: PortNo) {
         let Some(name) = cfg.tracker.name(ofport).map(str::to_owned) else {
+            // Not tracked: nothing to re-open; forget the device so the
+            // port is not found lost again at every poll.
+            self.detach_locked(cfg, ofport);
             return;
         };
         tracing::warn!(port = %name, ofport, "port vanished from the datapath; re-attaching");
