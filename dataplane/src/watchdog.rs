@@ -183,12 +183,20 @@ struct Cell {
     thread: std::sync::OnceLock<ThreadProbe>,
 }
 
+/// The calling thread's kernel thread id (from `/proc/thread-self`), or 0.
+pub(crate) fn current_tid() -> u32 {
+    std::fs::read_link("/proc/thread-self")
+        .ok()
+        .and_then(|p| p.file_name()?.to_str()?.parse().ok())
+        .unwrap_or(0)
+}
+
 /// How the watchdog looks at a PMD thread from outside: its CPU-time
 /// clock and its task id.
 #[derive(Debug, Clone, Copy)]
 struct ThreadProbe {
     clock: libc::clockid_t,
-    tid: i32,
+    tid: u32,
 }
 
 impl ThreadProbe {
@@ -199,9 +207,8 @@ impl ThreadProbe {
         // SAFETY: pthread_self() is the calling, live thread; `clock` is a
         // valid out-pointer for the duration of the call.
         let r = unsafe { libc::pthread_getcpuclockid(libc::pthread_self(), &mut clock) };
-        // SAFETY: gettid has no arguments and cannot fail.
-        let tid = unsafe { libc::gettid() };
-        (r == 0).then_some(ThreadProbe { clock, tid })
+        let tid = current_tid();
+        (r == 0 && tid != 0).then_some(ThreadProbe { clock, tid })
     }
 
     /// CPU time the thread has used; `None` once it is gone.

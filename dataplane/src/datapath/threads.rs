@@ -122,7 +122,7 @@ mod wait;
 
 use super::{Datapath, Pmd, PmdConfig, PmdShared, PortRef};
 use crate::rcu::{Participant, Reclaimer};
-use crate::watchdog::WatchdogThread;
+use crate::watchdog::{current_tid, WatchdogThread};
 use arc_swap::ArcSwap;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -267,14 +267,6 @@ impl IdleShared {
             rx_fds: g(&self.rx_fds),
         }
     }
-}
-
-/// The calling thread's kernel thread id (from `/proc/thread-self`), or 0.
-fn current_tid() -> u32 {
-    std::fs::read_link("/proc/thread-self")
-        .ok()
-        .and_then(|p| p.file_name()?.to_str()?.parse().ok())
-        .unwrap_or(0)
 }
 
 /// How [`PmdThreads`] run.
