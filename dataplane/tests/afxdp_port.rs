@@ -15,6 +15,9 @@
 //! deadline and every external command a timeout. Without root the tests
 //! print a message and pass.
 
+mod common;
+
+use common::{is_root, run, unique, WAIT};
 use dataplane::packet::{PacketBatch, PacketPool};
 use dataplane::vport::afxdp::{
     AfXdpConfig, AfXdpError, AfXdpPort, FrameCensus, LinkInfo, XskSteering, MAX_MTU,
@@ -26,9 +29,6 @@ use std::fs::File;
 use std::io;
 use std::net::UdpSocket;
 use std::os::fd::{AsFd, RawFd};
-use std::os::unix::fs::MetadataExt;
-use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use xswitch_bpf::{attached_program, PortProgram, XdpMode};
@@ -41,8 +41,6 @@ const ADDR_A: &str = "10.199.0.1";
 const DST_PORT: u16 = 47_001;
 /// Ethertype of frames the port sends (IEEE local experimental).
 const TEST_ETHERTYPE: [u8; 2] = [0x88, 0xb5];
-/// Deadline of every wait for traffic.
-const WAIT: Duration = Duration::from_secs(10);
 
 /// A small UMEM so several tests can run at once.
 fn small_cfg() -> AfXdpConfig {
@@ -50,45 +48,6 @@ fn small_cfg() -> AfXdpConfig {
         ring_size: 256,
         frames_per_queue: 512,
         need_wakeup: true,
-    }
-}
-
-fn is_root() -> bool {
-    let root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
-    if !root {
-        eprintln!("skipped: needs root (AF_XDP, BPF, network namespaces)");
-    }
-    root
-}
-
-/// A name unique to this process and call, ≤ 15 bytes.
-fn unique(prefix: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let name = format!(
-        "{prefix}{:x}x{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    );
-    assert!(name.len() <= 15, "{name} is too long for an interface name");
-    name
-}
-
-/// Runs a command under `timeout 20` (so it can never hang); its stdout.
-fn run(args: &[&str]) -> Result<String, String> {
-    let line = args.join(" ");
-    let out = Command::new("timeout")
-        .arg("20")
-        .args(args)
-        .output()
-        .map_err(|e| format!("`{line}`: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(format!(
-            "`{line}` failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
     }
 }
 

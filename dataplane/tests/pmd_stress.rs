@@ -18,19 +18,20 @@
 //! `cargo test -p xswitch-dataplane --release --test pmd_stress`
 //! `cargo test -p xswitch-dataplane --release --features legacy-semantics --test pmd_stress`
 
+mod common;
+
+use common::{percentile, udp_frame};
 use dataplane::actions::Action;
 use dataplane::classifier::RuleSpec;
 use dataplane::datapath::{
     Assignment, Datapath, PmdStats, PmdThreads, PmdThreadsConfig, PortRef, PortStats,
 };
-use dataplane::flow_key::{field, FlowKey, FlowMatch, PortNo};
+use dataplane::flow_key::{field, FlowMatch, PortNo};
 use dataplane::packet::Packet;
 use dataplane::stats::DropReason;
 use dataplane::vport::memory::{MemoryPort, MemoryPortConfig};
-use dataplane::wire::builder::build_frame;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -39,20 +40,6 @@ use std::time::{Duration, Instant};
 const SLOTS: PortNo = 8;
 const STABLE: PortNo = 4;
 const CONTROL_OPS: u64 = 10_000;
-
-fn udp_frame(sport: u16) -> Vec<u8> {
-    let mut k = FlowKey::ZERO;
-    k.set_dl_src([0x02, 0, 0, 0, 0, 0x0a]);
-    k.set_dl_dst([0x02, 0, 0, 0, 0, 0x0b]);
-    k.set_dl_type(0x0800);
-    k.set_nw_src(Ipv4Addr::new(10, 0, 0, 1));
-    k.set_nw_dst(Ipv4Addr::new(10, 0, 0, 2));
-    k.set_nw_proto(17);
-    k.set_nw_ttl(64);
-    k.set_tp_src(sport);
-    k.set_tp_dst(53);
-    build_frame(&k, 22)
-}
 
 fn in_port(p: PortNo) -> FlowMatch {
     let mut m = FlowMatch::ANY;
@@ -426,11 +413,6 @@ fn every_rx_queue_goes_to_exactly_one_pmd_and_follows_the_port_set() {
         std::thread::sleep(Duration::from_millis(1));
     }
     drop(t.stop());
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
 }
 
 /// The wake-up latency the idle backoff adds: one packet injected into an

@@ -16,32 +16,19 @@
 //!
 //! `cargo test -p xswitch-dataplane --release --test pmd_wait -- --nocapture`
 
+mod common;
+
+use common::{percentile, thread_cpu, tid, udp_frame, wait_until};
 use dataplane::actions::Action;
 use dataplane::classifier::RuleSpec;
 use dataplane::datapath::{Backoff, Datapath, PmdThreads, PmdThreadsConfig};
-use dataplane::flow_key::{field, FlowKey, FlowMatch, PortNo};
+use dataplane::flow_key::{field, FlowMatch, PortNo};
 use dataplane::vport::memory::{MemoryPort, MemoryPortConfig};
-use dataplane::wire::builder::build_frame;
-use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Every wait for a packet or a state gives up after this.
 const DEADLINE: Duration = Duration::from_secs(10);
-
-fn udp_frame(sport: u16) -> Vec<u8> {
-    let mut k = FlowKey::ZERO;
-    k.set_dl_src([0x02, 0, 0, 0, 0, 0x0a]);
-    k.set_dl_dst([0x02, 0, 0, 0, 0, 0x0b]);
-    k.set_dl_type(0x0800);
-    k.set_nw_src(Ipv4Addr::new(10, 0, 0, 1));
-    k.set_nw_dst(Ipv4Addr::new(10, 0, 0, 2));
-    k.set_nw_proto(17);
-    k.set_nw_ttl(64);
-    k.set_tp_src(sport);
-    k.set_tp_dst(53);
-    build_frame(&k, 22)
-}
 
 fn forward(from: PortNo, to: PortNo) -> RuleSpec {
     let mut m = FlowMatch::ANY;
@@ -72,23 +59,6 @@ fn cfg(rx_wait: bool, max_block: Duration) -> PmdThreadsConfig {
     }
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-/// Waits (bounded by [`DEADLINE`]) until `cond` holds; false if it never did.
-fn wait_until(mut cond: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < DEADLINE {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    cond()
-}
-
 /// Injects one frame into `rx` and times it until it is on `tx`'s ring.
 fn one_frame(rx: &MemoryPort, tx: &MemoryPort, frame: &[u8]) -> Duration {
     let start = Instant::now();
@@ -100,31 +70,6 @@ fn one_frame(rx: &MemoryPort, tx: &MemoryPort, frame: &[u8]) -> Duration {
         assert!(start.elapsed() < DEADLINE, "frame not forwarded");
         std::hint::spin_loop();
     }
-}
-
-/// The CPU time thread `tid` of this process has used (`schedstat`, ns).
-fn thread_cpu(tid: u32) -> Duration {
-    let s = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat"))
-        .expect("read the thread's schedstat");
-    let ns: u64 = s
-        .split_whitespace()
-        .next()
-        .and_then(|f| f.parse().ok())
-        .expect("schedstat starts with nanoseconds on CPU");
-    Duration::from_nanos(ns)
-}
-
-/// PMD `i`'s thread id, once it has started.
-fn tid(t: &PmdThreads, i: usize) -> u32 {
-    let mut id = None;
-    assert!(
-        wait_until(|| {
-            id = t.thread_ids()[i];
-            id.is_some()
-        }),
-        "PMD {i} never started"
-    );
-    id.unwrap()
 }
 
 /// Whether thread `tid` is asleep in the kernel (state `S`).

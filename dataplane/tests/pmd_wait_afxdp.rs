@@ -29,6 +29,9 @@
 //!
 //! `cargo test -p xswitch-dataplane --release --test pmd_wait_afxdp -- --nocapture`
 
+mod common;
+
+use common::{is_root, percentile, run, thread_cpu, tid, unique, wait_until};
 use dataplane::actions::Action;
 use dataplane::classifier::RuleSpec;
 use dataplane::datapath::{Backoff, Datapath, IdleStats, PmdThreads, PmdThreadsConfig};
@@ -39,9 +42,6 @@ use std::fs::File;
 use std::io;
 use std::net::UdpSocket;
 use std::os::fd::{AsFd, RawFd};
-use std::os::unix::fs::MetadataExt;
-use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use xswitch_bpf::{attached_program, PortProgram, XdpMode};
@@ -49,47 +49,6 @@ use xswitch_bpf::{attached_program, PortProgram, XdpMode};
 const ADDR_A: &str = "10.203.0.1";
 const ADDR_B: &str = "10.203.0.2";
 const PORT_B: u16 = 47_203;
-/// Deadline of every wait for traffic or state.
-const WAIT: Duration = Duration::from_secs(10);
-
-fn is_root() -> bool {
-    let root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
-    if !root {
-        eprintln!("skipped: needs root (AF_XDP, BPF, network namespaces)");
-    }
-    root
-}
-
-/// A name unique to this process and call, ≤ 15 bytes.
-fn unique(prefix: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let name = format!(
-        "{prefix}{:x}x{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    );
-    assert!(name.len() <= 15, "{name} is too long for an interface name");
-    name
-}
-
-/// Runs a command under `timeout 20`; its stdout.
-fn run(args: &[&str]) -> Result<String, String> {
-    let line = args.join(" ");
-    let out = Command::new("timeout")
-        .arg("20")
-        .args(args)
-        .output()
-        .map_err(|e| format!("`{line}`: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(format!(
-            "`{line}` failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
 
 /// One side: a namespace and a veth pair, `dev` in the root namespace,
 /// `peer` in the namespace with `addr`.
@@ -275,45 +234,6 @@ fn threads(dp: &Arc<Datapath>, n: usize, rx_wait: bool, max_block: Duration) -> 
         ..PmdThreadsConfig::default()
     };
     PmdThreads::spawn(dp.clone(), n, None, cfg).expect("spawn PMD threads")
-}
-
-fn wait_until(mut cond: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < WAIT {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    cond()
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-fn thread_cpu(tid: u32) -> Duration {
-    let s = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat"))
-        .expect("read the thread's schedstat");
-    let ns: u64 = s
-        .split_whitespace()
-        .next()
-        .and_then(|f| f.parse().ok())
-        .expect("schedstat starts with nanoseconds on CPU");
-    Duration::from_nanos(ns)
-}
-
-fn tid(t: &PmdThreads, i: usize) -> u32 {
-    let mut id = None;
-    assert!(
-        wait_until(|| {
-            id = t.thread_ids()[i];
-            id.is_some()
-        }),
-        "PMD {i} never started"
-    );
-    id.unwrap()
 }
 
 /// What one mode measured.
