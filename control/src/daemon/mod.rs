@@ -277,22 +277,10 @@ impl Daemon {
         mode: Option<XdpMode>,
         ofport: Option<u32>,
     ) -> Result<PortAdded, DaemonError> {
-        let mode = mode.unwrap_or(self.default_mode);
         let mut cfg = self.config.lock();
-        let ofport = self.claim_ofport(&cfg, ifname, ofport)?;
-        cfg.tracker.configure(ifname, ofport);
-        cfg.ports.insert(
-            ofport,
-            ViewPort {
-                name: ifname.into(),
-                mode,
-                device: None,
-                error: None,
-            },
-        );
+        let ofport = self.configure_locked(&mut cfg, ifname, mode, ofport)?;
         if let Err(e) = self.attach_locked(&mut cfg, ofport) {
-            cfg.ports.remove(&ofport);
-            cfg.tracker.forget(ofport);
+            Self::unconfigure_locked(&mut cfg, ofport);
             return Err(DaemonError::Attach {
                 name: ifname.into(),
                 reason: e.to_string(),
@@ -322,19 +310,8 @@ impl Daemon {
         mode: Option<XdpMode>,
         ofport: Option<u32>,
     ) -> Result<PortNo, DaemonError> {
-        let mode = mode.unwrap_or(self.default_mode);
         let mut cfg = self.config.lock();
-        let ofport = self.claim_ofport(&cfg, ifname, ofport)?;
-        cfg.tracker.configure(ifname, ofport);
-        cfg.ports.insert(
-            ofport,
-            ViewPort {
-                name: ifname.into(),
-                mode,
-                device: None,
-                error: None,
-            },
-        );
+        let ofport = self.configure_locked(&mut cfg, ifname, mode, ofport)?;
         match self.attach_locked(&mut cfg, ofport) {
             Ok(()) => {}
             Err(AttachError::NoDevice(e)) => {
@@ -344,8 +321,7 @@ impl Daemon {
                 }
             }
             Err(AttachError::Failed(e)) => {
-                cfg.ports.remove(&ofport);
-                cfg.tracker.forget(ofport);
+                Self::unconfigure_locked(&mut cfg, ofport);
                 return Err(DaemonError::Attach {
                     name: ifname.into(),
                     reason: e,
@@ -354,6 +330,35 @@ impl Daemon {
         }
         self.publish(&cfg);
         Ok(ofport)
+    }
+
+    /// Claims an ofport for `ifname` and records the port, detached, in
+    /// the tracker and the view (not yet published).
+    fn configure_locked(
+        &self,
+        cfg: &mut PortConfig,
+        ifname: &str,
+        mode: Option<XdpMode>,
+        ofport: Option<u32>,
+    ) -> Result<PortNo, DaemonError> {
+        let ofport = self.claim_ofport(cfg, ifname, ofport)?;
+        cfg.tracker.configure(ifname, ofport);
+        cfg.ports.insert(
+            ofport,
+            ViewPort {
+                name: ifname.into(),
+                mode: mode.unwrap_or(self.default_mode),
+                device: None,
+                error: None,
+            },
+        );
+        Ok(ofport)
+    }
+
+    /// Undoes [`Self::configure_locked`] for a port that did not attach.
+    fn unconfigure_locked(cfg: &mut PortConfig, ofport: PortNo) {
+        cfg.ports.remove(&ofport);
+        cfg.tracker.forget(ofport);
     }
 
     fn claim_ofport(
