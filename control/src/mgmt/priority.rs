@@ -159,6 +159,14 @@ pub fn current_policy() -> i32 {
     unsafe { nix::libc::sched_getscheduler(0) }
 }
 
+/// Thread `tid`'s scheduling policy (`SCHED_*`), -1 if it is gone.
+#[cfg(test)]
+#[allow(unsafe_code)] // sched_getscheduler(2): no wrapper in our dependencies.
+pub fn policy_of(tid: i32) -> i32 {
+    // SAFETY: the only argument is a thread id; a stale one gives ESRCH.
+    unsafe { nix::libc::sched_getscheduler(tid) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
