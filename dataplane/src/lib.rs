@@ -15,6 +15,7 @@
 //! out, each block with a `// SAFETY:` comment.
 
 pub mod actions;
+pub mod affinity;
 pub mod cache;
 pub mod checksum;
 pub mod classifier;

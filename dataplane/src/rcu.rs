@@ -532,12 +532,23 @@ pub struct Reclaimer {
 impl Rcu {
     /// Starts a reclaimer thread that polls every `interval`.
     pub fn spawn_reclaimer(&self, interval: Duration) -> std::io::Result<Reclaimer> {
+        self.spawn_reclaimer_on(interval, Vec::new())
+    }
+
+    /// [`Rcu::spawn_reclaimer`], the thread confined to `cpus` (empty: not
+    /// confined; see [`crate::affinity`]).
+    pub fn spawn_reclaimer_on(
+        &self,
+        interval: Duration,
+        cpus: Vec<usize>,
+    ) -> std::io::Result<Reclaimer> {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let rcu = self.clone();
         let stop2 = stop.clone();
         let handle = std::thread::Builder::new()
             .name("rcu-reclaim".into())
             .spawn(move || {
+                crate::affinity::confine_or_warn("rcu-reclaim", &cpus);
                 let mut last_warn: Option<Instant> = None;
                 while !stop2.load(Ordering::Acquire) {
                     rcu.poll();

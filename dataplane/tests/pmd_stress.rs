@@ -428,7 +428,7 @@ fn idle_pmd_wakes_up_within_the_backoff_bound() {
     dp.add_port(2, p2.clone()).unwrap();
     dp.flow_table().add(rule(1, 10, vec![Action::Output(2)]));
     let cfg = PmdThreadsConfig::default();
-    let t = PmdThreads::spawn(dp.clone(), 1, None, cfg).unwrap();
+    let t = PmdThreads::spawn(dp.clone(), 1, None, cfg.clone()).unwrap();
     let frame = udp_frame(1);
     let trial = |pause: Duration| -> Duration {
         std::thread::sleep(pause);

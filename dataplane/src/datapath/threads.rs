@@ -270,7 +270,7 @@ impl IdleShared {
 }
 
 /// How [`PmdThreads`] run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PmdThreadsConfig {
     /// Each PMD's cache and pool sizes (`id` is set per thread).
     pub pmd: PmdConfig,
@@ -281,6 +281,10 @@ pub struct PmdThreadsConfig {
     pub housekeeping_interval: Duration,
     /// How often the reclaimer runs deferred teardowns.
     pub reclaim_interval: Duration,
+    /// CPUs the reclaimer and the housekeeping thread are confined to
+    /// (they run port teardown; see [`crate::affinity`]); empty: not
+    /// confined.
+    pub helper_cpus: Vec<usize>,
 }
 
 impl Default for PmdThreadsConfig {
@@ -290,6 +294,7 @@ impl Default for PmdThreadsConfig {
             backoff: Backoff::default(),
             housekeeping_interval: Duration::from_millis(1),
             reclaim_interval: Duration::from_millis(1),
+            helper_cpus: Vec::new(),
         }
     }
 }
@@ -338,7 +343,10 @@ impl PmdThreads {
             idle: Vec::with_capacity(n),
             assignment: assignment.clone(),
             housekeeping: None,
-            reclaimer: Some(dp.rcu().spawn_reclaimer(cfg.reclaim_interval)?),
+            reclaimer: Some(
+                dp.rcu()
+                    .spawn_reclaimer_on(cfg.reclaim_interval, cfg.helper_cpus.clone())?,
+            ),
             watchdog: Some(dp.watchdog().spawn()?),
         };
         let core_ids = core_affinity::get_core_ids().unwrap_or_default();
@@ -383,10 +391,12 @@ impl PmdThreads {
         let (stop2, a2, dp2) = (stop, assignment, dp);
         let idle2 = me.idle.clone();
         let interval = cfg.housekeeping_interval;
+        let helper_cpus = cfg.helper_cpus;
         me.housekeeping = Some(
             std::thread::Builder::new()
                 .name("xswitch-housekeeping".into())
                 .spawn(move || {
+                    crate::affinity::confine_or_warn("xswitch-housekeeping", &helper_cpus);
                     let mut timers = std::time::Instant::now();
                     while !stop2.load(Ordering::Acquire) {
                         dp2.process_port_requests();
