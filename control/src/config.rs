@@ -10,6 +10,7 @@
 //! socket = "/run/xswitch/xswitch.sock"   # optional
 //! metrics = "127.0.0.1:9477"             # optional; loopback only
 //! pmd_cpus = "0-1"                       # optional; kernel cpulist syntax
+//! helper_cpus = "0"                      # optional; port-change threads
 //! mode = "auto"                          # default XDP mode of every port
 //! flows_file = "flows.txt"               # relative to this file
 //! flows = ["priority=10,in_port=a0,actions=output:b0"]
@@ -48,7 +49,8 @@
 //! Flags complete a file, they never silently drop any of it:
 //! * `--port IFNAME` adds a port after the file's ports (next free ofport,
 //!   the default mode); naming a port the file already has is an error;
-//! * `--pmd-cpus`, `--socket`, `--metrics` replace the file's value;
+//! * `--pmd-cpus`, `--helper-cpus`, `--socket`, `--metrics` replace the
+//!   file's value;
 //! * `--mode` sets the default mode for ports without a `mode` of their own.
 //!
 //! # Why
@@ -84,6 +86,9 @@ pub struct Config {
     pub flows: Vec<FlowConfig>,
     /// PMD CPU list (cpulist syntax, checked); `None`: the default.
     pub pmd_cpus: Option<String>,
+    /// CPUs of the threads that change and tear down ports (cpulist
+    /// syntax, checked); `None`: the CPUs without a PMD.
+    pub helper_cpus: Option<String>,
     /// Management socket path; `None`: the default.
     pub socket: Option<PathBuf>,
     /// Metrics listen address (loopback); `None`: metrics off.
@@ -162,6 +167,8 @@ pub struct FlagOverrides {
     pub ports: Vec<String>,
     /// `--pmd-cpus LIST`.
     pub pmd_cpus: Option<String>,
+    /// `--helper-cpus LIST`.
+    pub helper_cpus: Option<String>,
     /// `--socket PATH`.
     pub socket: Option<PathBuf>,
     /// `--metrics ADDR`.
@@ -233,6 +240,7 @@ struct RawConfig {
     flows: Vec<Spanned<String>>,
     flows_file: Option<Spanned<String>>,
     pmd_cpus: Option<Spanned<String>>,
+    helper_cpus: Option<Spanned<String>>,
     socket: Option<PathBuf>,
     metrics: Option<Spanned<String>>,
     mode: Option<Spanned<String>>,
@@ -404,13 +412,15 @@ impl Config {
             })
             .collect();
 
-        let pmd_cpus = match &raw.pmd_cpus {
+        let cpu_list = |list: &Option<Spanned<String>>| match list {
             Some(c) => {
                 parse_cpu_list(c.get_ref()).map_err(|e| src.at(c.span(), e))?;
-                Some(c.get_ref().clone())
+                Ok(Some(c.get_ref().clone()))
             }
-            None => None,
+            None => Ok(None),
         };
+        let pmd_cpus = cpu_list(&raw.pmd_cpus)?;
+        let helper_cpus = cpu_list(&raw.helper_cpus)?;
         let metrics = match &raw.metrics {
             Some(m) => Some(check_metrics_addr(m.get_ref()).map_err(|e| src.at(m.span(), e))?),
             None => None,
@@ -500,6 +510,7 @@ impl Config {
             ports,
             flows,
             pmd_cpus,
+            helper_cpus,
             socket: raw.socket,
             metrics,
             options,
@@ -513,6 +524,7 @@ impl Config {
             ports: Vec::new(),
             flows: Vec::new(),
             pmd_cpus: None,
+            helper_cpus: None,
             socket: None,
             metrics: None,
             options: Options::default(),
@@ -522,7 +534,8 @@ impl Config {
 
     /// Applies command-line flags (module docs, "Merging"): ports are added,
     /// the rest replaces the file's values. A `--port` the file already
-    /// lists, or a bad `--pmd-cpus`, is an error and changes nothing.
+    /// lists, or a bad `--pmd-cpus` or `--helper-cpus`, is an error and
+    /// changes nothing.
     pub fn merge_flags(&mut self, flags: &FlagOverrides) -> Result<(), ConfigError> {
         for (i, p) in flags.ports.iter().enumerate() {
             if self.ports.iter().any(|q| &q.name == p) || flags.ports[..i].contains(p) {
@@ -531,7 +544,7 @@ impl Config {
                 )));
             }
         }
-        if let Some(c) = &flags.pmd_cpus {
+        for c in [&flags.pmd_cpus, &flags.helper_cpus].into_iter().flatten() {
             parse_cpu_list(c).map_err(|e| ConfigError::Flag(e.to_string()))?;
         }
         if let Some(m) = flags.metrics {
@@ -550,6 +563,9 @@ impl Config {
         }
         if let Some(c) = &flags.pmd_cpus {
             self.pmd_cpus = Some(c.clone());
+        }
+        if let Some(c) = &flags.helper_cpus {
+            self.helper_cpus = Some(c.clone());
         }
         if let Some(s) = &flags.socket {
             self.socket = Some(s.clone());

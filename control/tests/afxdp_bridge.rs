@@ -739,6 +739,10 @@ fn bad_input_gets_one_line_errors_and_a_failing_exit() {
             vec!["CPU list", "3-1"],
         ),
         (vec!["--port", p1, "--pmd-cpus", "4095"], vec!["CPU 4095"]),
+        (
+            vec!["--port", p1, "--helper-cpus", "4095"],
+            vec!["CPU 4095", "--helper-cpus"],
+        ),
         (vec!["--port", p1, "--mode", "turbo"], vec!["turbo"]),
         (
             vec!["--port", p1, "--port", p2],

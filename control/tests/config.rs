@@ -193,6 +193,9 @@ fn a_bad_cpu_list_is_refused_at_its_line() {
     let e = err("\npmd_cpus = \"3-1\"\n");
     assert!(e.starts_with("<config>:2:12:"), "{e}");
     assert!(e.contains("bad CPU list"), "{e}");
+    let e = err("pmd_cpus = \"1\"\nhelper_cpus = \"0,x\"\n");
+    assert!(e.starts_with("<config>:2:15:"), "{e}");
+    assert!(e.contains("\"x\" is not a CPU number"), "{e}");
 }
 
 #[test]
@@ -264,12 +267,16 @@ fn a_missing_flow_file_is_refused_at_the_key() {
 
 #[test]
 fn flags_add_ports_and_override_cpus_socket_metrics_and_mode() {
-    let mut c =
-        parse("pmd_cpus = \"0\"\nsocket = \"/tmp/a.sock\"\n[[ports]]\nname = \"a0\"\nofport = 2\n")
-            .unwrap();
+    let mut c = parse(
+        "pmd_cpus = \"0\"\nhelper_cpus = \"1\"\nsocket = \"/tmp/a.sock\"\n\
+         [[ports]]\nname = \"a0\"\nofport = 2\n",
+    )
+    .unwrap();
+    assert_eq!(c.helper_cpus.as_deref(), Some("1"));
     c.merge_flags(&FlagOverrides {
         ports: vec!["b0".into(), "c0".into()],
         pmd_cpus: Some("0-1".into()),
+        helper_cpus: Some("0".into()),
         socket: Some("/tmp/b.sock".into()),
         metrics: Some("127.0.0.1:9100".parse().unwrap()),
         mode: Some(XdpMode::Generic),
@@ -282,6 +289,7 @@ fn flags_add_ports_and_override_cpus_socket_metrics_and_mode() {
         .collect();
     assert_eq!(ports, vec![("a0", 2), ("b0", 1), ("c0", 3)]);
     assert_eq!(c.pmd_cpus.as_deref(), Some("0-1"));
+    assert_eq!(c.helper_cpus.as_deref(), Some("0"));
     assert_eq!(c.socket.as_deref(), Some(Path::new("/tmp/b.sock")));
     assert_eq!(c.metrics, Some("127.0.0.1:9100".parse().unwrap()));
     assert_eq!(c.mode_of(&c.ports[1]), XdpMode::Generic);
@@ -307,5 +315,14 @@ fn a_flag_port_already_in_the_file_is_refused_and_changes_nothing() {
         })
         .unwrap_err();
     assert!(e.to_string().contains("bad CPU list"), "{e}");
+    assert_eq!(c, before);
+    let e = c
+        .merge_flags(&FlagOverrides {
+            ports: vec!["b0".into()],
+            helper_cpus: Some("1-0".into()),
+            ..FlagOverrides::default()
+        })
+        .unwrap_err();
+    assert!(e.to_string().contains("\"1-0\" runs backwards"), "{e}");
     assert_eq!(c, before);
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use xswitch_bpf::XdpMode;
 
 /// `xswitch run [--config FILE] [--port IFNAME]... [--pmd-cpus LIST]
-/// [--mode M] [--socket PATH] [--metrics ADDR]`.
+/// [--helper-cpus LIST] [--mode M] [--socket PATH] [--metrics ADDR]`.
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
     /// A TOML configuration (ports, flows, PMD CPUs, socket, metrics,
@@ -26,6 +26,11 @@ pub struct RunArgs {
     /// default: one PMD on the last CPU.
     #[arg(long, value_name = "LIST")]
     pmd_cpus: Option<String>,
+    /// CPUs for the threads that add, tear down and re-attach ports (their
+    /// kernel work holds a CPU for milliseconds at a time); default: the
+    /// CPUs without a PMD.
+    #[arg(long, value_name = "LIST")]
+    helper_cpus: Option<String>,
     /// How to attach the XDP program by default: native (driver), generic
     /// (skb), or auto (native, falling back to generic; the default).
     #[arg(long, value_name = "MODE")]
@@ -64,6 +69,7 @@ impl RunArgs {
             .merge_flags(&FlagOverrides {
                 ports: self.ports,
                 pmd_cpus: self.pmd_cpus,
+                helper_cpus: self.helper_cpus,
                 socket: self.socket,
                 metrics: self.metrics,
                 mode: self.mode,
@@ -82,6 +88,7 @@ impl RunArgs {
             .collect();
         cfg.rules = config.flows.iter().map(|f| f.rule.clone()).collect();
         cfg.pmd_cpus = config.pmd_cpus.clone();
+        cfg.helper_cpus = config.helper_cpus.clone();
         cfg.datapath = config.options.datapath_config();
         cfg.pmd = config.options.pmd_config();
         cfg.metrics = config.metrics;

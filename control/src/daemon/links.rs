@@ -52,15 +52,24 @@ fn dump_and_resync(d: &Daemon, mon: &mut LinkMonitor) -> Result<(), MonitorError
 }
 
 impl LinkWatcher {
-    /// Opens the monitor here, resyncs once, and starts the thread.
-    pub fn start(d: Arc<Daemon>, cfg: MonitorConfig) -> Result<LinkWatcher, MonitorError> {
+    /// Opens the monitor here, resyncs once, and starts the thread,
+    /// confined to `cpus` (empty: not confined): a re-attach is a port
+    /// add, kernel work that holds a CPU (`dataplane::affinity`).
+    pub fn start(
+        d: Arc<Daemon>,
+        cfg: MonitorConfig,
+        cpus: Vec<usize>,
+    ) -> Result<LinkWatcher, MonitorError> {
         let mut mon = LinkMonitor::open_with(cfg)?;
         dump_and_resync(&d, &mut mon)?;
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
         let thread = std::thread::Builder::new()
             .name("xswitch-links".into())
-            .spawn(move || watch(&d, &mut mon, &stop2))
+            .spawn(move || {
+                dataplane::affinity::confine_or_warn("xswitch-links", &cpus);
+                watch(&d, &mut mon, &stop2)
+            })
             .map_err(|source| MonitorError::Io {
                 op: "spawn monitor thread",
                 source,

@@ -14,6 +14,14 @@
 //!    then the metrics endpoint if asked for ([`MetricsServer`], scraping
 //!    [`Daemon::stats`]).
 //!
+//! # Thread placement
+//! PMDs go to `--pmd-cpus`. The threads whose work is mostly the kernel's
+//! port changes (the socket's port lane, the reclaimer, housekeeping, the
+//! link monitor) are confined to `--helper-cpus`, by default the CPUs
+//! without a PMD ([`helper_cpus`]; why: `dataplane::affinity`). The
+//! management poller and workers are not confined: they take whichever
+//! CPU is free.
+//!
 //! # Shutdown order ([`Service::shutdown`])
 //! Metrics, then the socket (no new requests; the file is removed), then the link
 //! monitor, then the PMDs (nothing in flight), then the final report is
@@ -28,10 +36,12 @@
 use super::{AfXdpOpener, Daemon, DaemonError};
 use crate::daemon::links::LinkWatcher;
 use crate::metrics::{MetricsError, MetricsServer};
-use crate::mgmt::{Server, ServerError};
+use crate::mgmt::{Server, ServerError, ServerOptions};
 use crate::monitor::{MonitorConfig, MonitorError};
 use crate::report::{PmdReport, RateLog, StatsReport};
-use crate::run::{allowed_cpus, format_cpu_list, missing_capabilities, pmd_cpus, CpuListError};
+use crate::run::{
+    allowed_cpus, format_cpu_list, helper_cpus, missing_capabilities, pmd_cpus, CpuListError,
+};
 use dataplane::classifier::RuleSpec;
 use dataplane::datapath::{Datapath, DatapathConfig, Pmd, PmdConfig, PmdThreads, PmdThreadsConfig};
 use dataplane::vport::afxdp::AfXdpConfig;
@@ -67,6 +77,9 @@ pub struct ServiceConfig {
     pub rules: Vec<RuleSpec>,
     /// `--pmd-cpus`; `None`: one PMD on the last usable CPU.
     pub pmd_cpus: Option<String>,
+    /// `--helper-cpus`; `None`: the usable CPUs without a PMD
+    /// ([`helper_cpus`]).
+    pub helper_cpus: Option<String>,
     /// Default XDP mode.
     pub mode: XdpMode,
     /// Datapath options (MAC table, watchdog).
@@ -90,6 +103,7 @@ impl ServiceConfig {
             flows: Vec::new(),
             rules: Vec::new(),
             pmd_cpus: None,
+            helper_cpus: None,
             mode: XdpMode::Auto,
             datapath: DatapathConfig::default(),
             afxdp: AfXdpConfig::default(),
@@ -170,6 +184,7 @@ impl Service {
         if cpus.is_empty() {
             cpus.push(0);
         }
+        let helpers = helper_cpus(cfg.helper_cpus.as_deref(), &allowed, &cpus)?;
         let missing = missing_capabilities();
         if !missing.is_empty() {
             return Err(ServiceError::MissingCapabilities(missing.join(", ")));
@@ -179,7 +194,10 @@ impl Service {
             cfg: cfg.afxdp.clone(),
         };
         let daemon = Arc::new(Daemon::new(dp.clone(), Box::new(opener), cfg.mode));
-        let server = Server::start(&cfg.socket, daemon.clone())?;
+        let options = ServerOptions {
+            port_lane_cpus: helpers.clone(),
+        };
+        let server = Server::start_with(&cfg.socket, daemon.clone(), options)?;
         let mut svc = Service {
             daemon: daemon.clone(),
             metrics: None,
@@ -200,6 +218,7 @@ impl Service {
         }
         let threads = PmdThreadsConfig {
             pmd: cfg.pmd,
+            helper_cpus: helpers.clone(),
             ..PmdThreadsConfig::default()
         };
         let pmds =
@@ -217,7 +236,14 @@ impl Service {
         svc.links = Some(LinkWatcher::start(
             daemon.clone(),
             MonitorConfig::default(),
+            helpers.clone(),
         )?);
+        let mut sorted = helpers;
+        sorted.sort_unstable();
+        tracing::info!(
+            cpus = %format_cpu_list(&sorted),
+            "helper threads (port changes, teardown, link monitor) confined"
+        );
         if let Some(addr) = cfg.metrics {
             let m = MetricsServer::start(addr, Arc::new(move || daemon.stats()))?;
             tracing::info!(addr = %m.local_addr(), "metrics served at /metrics");

@@ -61,7 +61,9 @@ pub use client::{call, Client, ClientError};
 pub use protocol::{
     FdbRow, FlowRow, PortAdded, PortDeleted, PortRow, Reply, Request, Response, TraceReport,
 };
-pub use server::{Handler, Server, ServerError, ACCEPT_POLL, MAX_CONNECTIONS, MAX_REQUEST_BYTES};
+pub use server::{
+    Handler, Server, ServerError, ServerOptions, ACCEPT_POLL, MAX_CONNECTIONS, MAX_REQUEST_BYTES,
+};
 
 use std::path::PathBuf;
 

@@ -175,10 +175,27 @@ fn claim(path: &Path) -> Result<(), ServerError> {
     }
 }
 
+/// How a [`Server`] places its threads.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerOptions {
+    /// CPUs the port lane is confined to (empty: not confined); see
+    /// `dataplane::affinity`.
+    pub port_lane_cpus: Vec<usize>,
+}
+
 impl Server {
     /// Binds `path` (creating its directory), sets mode 0600 and starts the
     /// poller and the workers, which hand every request to `handler`.
     pub fn start(path: &Path, handler: Arc<dyn Handler>) -> Result<Server, ServerError> {
+        Server::start_with(path, handler, ServerOptions::default())
+    }
+
+    /// [`Server::start`] with its threads placed as `options` say.
+    pub fn start_with(
+        path: &Path,
+        handler: Arc<dyn Handler>,
+        options: ServerOptions,
+    ) -> Result<Server, ServerError> {
         let io_err = |op: &'static str| {
             let path = path.to_path_buf();
             move |source| ServerError::Io { path, op, source }
@@ -208,7 +225,8 @@ impl Server {
         // those started exit when the channels drop.
         let lane = |rx: Receiver<Job>| {
             let (h, back, waker) = (handler.clone(), back_tx.clone(), waker.clone());
-            move || port_lane(&rx, &*h, &back, &waker)
+            let cpus = options.port_lane_cpus;
+            move || port_lane(&rx, &*h, &back, &waker, &cpus)
         };
         std::thread::Builder::new()
             .name("xswitch-mgmt-port".into())
@@ -692,8 +710,15 @@ impl Worker {
 }
 
 /// The port lane: port changes, one at a time, at a lower CPU priority.
-fn port_lane(jobs: &Receiver<Job>, handler: &dyn Handler, back: &Sender<Back>, waker: &UnixStream) {
+fn port_lane(
+    jobs: &Receiver<Job>,
+    handler: &dyn Handler,
+    back: &Sender<Back>,
+    waker: &UnixStream,
+    cpus: &[usize],
+) {
     priority::lower_to_port_lane();
+    dataplane::affinity::confine_or_warn("xswitch-mgmt-port", cpus);
     while let Ok(mut job) = jobs.recv() {
         let resp = match job.req.take() {
             Some(req) => run(handler, req),

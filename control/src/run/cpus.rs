@@ -23,8 +23,10 @@ pub enum CpuListError {
         why: String,
     },
     /// A CPU outside the set this process may run on.
-    #[error("CPU {cpu} in --pmd-cpus {list:?} is not available (usable CPUs: {allowed})")]
+    #[error("CPU {cpu} in --{option} {list:?} is not available (usable CPUs: {allowed})")]
     Unavailable {
+        /// The option the list came from (`pmd-cpus`, `helper-cpus`).
+        option: &'static str,
         /// The CPU.
         cpu: usize,
         /// The whole list as given.
@@ -97,10 +99,45 @@ pub fn pmd_cpus(list: Option<&str>, allowed: &[usize]) -> Result<Vec<usize>, Cpu
     let Some(list) = list else {
         return Ok(allowed.last().map(|&c| vec![c]).unwrap_or_default());
     };
+    checked_list("pmd-cpus", list, allowed)
+}
+
+/// The CPUs for `--helper-cpus`, the threads that do port changes and
+/// teardown (the port lane, the reclaimer, housekeeping, the link
+/// monitor; see `dataplane::affinity`): the list given, each CPU checked
+/// against `allowed`; without a list, the allowed CPUs that have no PMD,
+/// or the lowest allowed CPU when PMDs take them all. Empty (not
+/// confined) only when `allowed` is unknown.
+pub fn helper_cpus(
+    list: Option<&str>,
+    allowed: &[usize],
+    pmds: &[usize],
+) -> Result<Vec<usize>, CpuListError> {
+    if let Some(list) = list {
+        return checked_list("helper-cpus", list, allowed);
+    }
+    let free: Vec<usize> = allowed
+        .iter()
+        .copied()
+        .filter(|c| !pmds.contains(c))
+        .collect();
+    Ok(if free.is_empty() {
+        allowed.first().map(|&c| vec![c]).unwrap_or_default()
+    } else {
+        free
+    })
+}
+
+fn checked_list(
+    option: &'static str,
+    list: &str,
+    allowed: &[usize],
+) -> Result<Vec<usize>, CpuListError> {
     let cpus = parse_cpu_list(list)?;
     if !allowed.is_empty() {
         if let Some(&bad) = cpus.iter().find(|c| !allowed.contains(c)) {
             return Err(CpuListError::Unavailable {
+                option,
                 cpu: bad,
                 list: list.to_string(),
                 allowed: format_cpu_list(allowed),
@@ -172,6 +209,7 @@ mod tests {
         assert_eq!(
             e,
             CpuListError::Unavailable {
+                option: "pmd-cpus",
                 cpu: 5,
                 list: "0,5".into(),
                 allowed: "0-1".into()
@@ -179,6 +217,33 @@ mod tests {
         );
         assert!(e.to_string().contains("CPU 5"), "{e}");
         assert_eq!(pmd_cpus(Some("1"), &[0, 1]).unwrap(), vec![1]);
+    }
+
+    #[test]
+    fn helpers_default_to_the_cpus_without_a_pmd() {
+        assert_eq!(helper_cpus(None, &[0, 1], &[1]).unwrap(), vec![0]);
+        assert_eq!(
+            helper_cpus(None, &[0, 1, 2, 3], &[3, 1]).unwrap(),
+            vec![0, 2]
+        );
+        // Every CPU has a PMD: one CPU, so the others keep clear of
+        // port teardown.
+        assert_eq!(helper_cpus(None, &[0, 1], &[0, 1]).unwrap(), vec![0]);
+        assert_eq!(helper_cpus(None, &[], &[0]).unwrap(), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn a_helper_list_is_checked_and_the_error_names_its_option() {
+        assert_eq!(helper_cpus(Some("1"), &[0, 1], &[1]).unwrap(), vec![1]);
+        let e = helper_cpus(Some("7"), &[0, 1], &[1]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "CPU 7 in --helper-cpus \"7\" is not available (usable CPUs: 0-1)"
+        );
+        assert!(matches!(
+            helper_cpus(Some("1-0"), &[0, 1], &[1]),
+            Err(CpuListError::Syntax { .. })
+        ));
     }
 
     #[test]

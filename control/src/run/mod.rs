@@ -5,8 +5,9 @@
 //! * [`missing_capabilities`]: the capabilities the daemon needs and this
 //!   process lacks, named, so a start without privileges fails with one
 //!   line instead of an EPERM from deep inside a socket call.
-//! * CPU lists (`--pmd-cpus "0,2-3"`): parsing, and checking them against
-//!   the CPUs this process may run on ([`pmd_cpus`]).
+//! * CPU lists (`--pmd-cpus "0,2-3"`, `--helper-cpus`): parsing, and
+//!   checking them against the CPUs this process may run on
+//!   ([`pmd_cpus`], [`helper_cpus`]).
 //! * Thread CPU time ([`BusyMeter`]): PMD busy % from the kernel's own
 //!   per-thread accounting, for `stats` and the `--stats-interval` log.
 //!
@@ -24,7 +25,9 @@
 mod cpus;
 mod cputime;
 
-pub use cpus::{allowed_cpus, format_cpu_list, parse_cpu_list, pmd_cpus, CpuListError};
+pub use cpus::{
+    allowed_cpus, format_cpu_list, helper_cpus, parse_cpu_list, pmd_cpus, CpuListError,
+};
 pub use cputime::{threads_cpu_time, BusyMeter};
 
 /// Capability numbers (linux/capability.h).
