@@ -9,11 +9,12 @@
 //! the 2-core test machine (`flow add` while 100 ports churn,
 //! control/tests/daemon.rs): with the helper threads free to run on both
 //! CPUs, both were in turn held by such work, and 1-2 % of `flow add`
-//! round trips waited 0.6-4 ms for a CPU (p99 2.1-4.7x idle). Confining
-//! the port lane, the reclaimer, the housekeeping and link threads to one
-//! CPU left the other free for the management threads and their clients:
-//! p99 0.8-1.9x idle. It also keeps that work off PMD CPUs, where it would
-//! stall forwarding.
+//! round trips on a new connection waited 0.6-4 ms for a CPU (p99
+//! 2.5-4.3x idle, 5 runs). Confining the port lane, the reclaimer, the
+//! housekeeping and link threads to one CPU left the other free for the
+//! management threads and their clients: p99 0.95-1.66x idle (8 runs), at
+//! the same rate of port changes. It also keeps that work off PMD CPUs,
+//! where it would stall forwarding.
 //!
 //! # What
 //! [`confine_current_thread`] sets the calling thread's affinity mask.
