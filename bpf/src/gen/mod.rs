@@ -42,6 +42,7 @@
 
 pub mod frame;
 pub mod netns;
+mod packet;
 mod redirect;
 mod sink;
 #[cfg(test)]
@@ -52,6 +53,7 @@ pub use sink::{SinkCounts, XdpSink};
 
 use std::mem::MaybeUninit;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
@@ -142,6 +144,14 @@ pub enum GenError {
         cpu: usize,
         /// The OS's reason.
         reason: String,
+    },
+    /// The packet-socket fallback ([`GenMethod::PacketSocket`]) failed.
+    #[error("{what}: {source}")]
+    Packet {
+        /// What was being done.
+        what: &'static str,
+        /// The OS's error.
+        source: std::io::Error,
     },
     /// Loading, attaching or reading a BPF program or map failed.
     #[error("{what}: {source}{hint}")]
@@ -247,6 +257,8 @@ pub struct GenReport {
     pub elapsed: Duration,
     /// The CPU the run finished on (pin the thread to make this stable).
     pub cpu: Option<usize>,
+    /// How the frames went out (at the end of the run).
+    pub method: GenMethod,
 }
 
 impl GenReport {
@@ -260,6 +272,29 @@ impl GenReport {
         }
     }
 }
+
+/// How the generator's frames leave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GenMethod {
+    /// `BPF_PROG_RUN` with live frames: no skb, several Mpps per core.
+    LiveFrames,
+    /// A raw `AF_PACKET` socket (`sendmmsg`, qdisc bypassed): an skb per
+    /// frame, several times slower. Used when the kernel refuses live
+    /// frames (see `packet.rs`).
+    PacketSocket,
+}
+
+impl std::fmt::Display for GenMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            GenMethod::LiveFrames => "bpf-live-frames",
+            GenMethod::PacketSocket => "af-packet",
+        })
+    }
+}
+
+/// Set once the "live frames refused" warning was logged.
+static FALLBACK_LOGGED: AtomicBool = AtomicBool::new(false);
 
 /// The loaded generator program and its template frame.
 ///
@@ -277,6 +312,9 @@ pub struct Generator {
     frame: Vec<u8>,
     cfg: GenConfig,
     ifindex: u32,
+    /// Set when the kernel refused a live-frames run: every later frame
+    /// goes out through this socket.
+    fallback: Option<packet::PacketSender>,
 }
 
 impl std::fmt::Debug for Generator {
@@ -352,7 +390,18 @@ impl Generator {
             frame,
             cfg,
             ifindex,
+            fallback: None,
         })
+    }
+
+    /// How the frames go out: live frames until the kernel refuses one
+    /// run, then the packet socket.
+    pub fn method(&self) -> GenMethod {
+        if self.fallback.is_some() {
+            GenMethod::PacketSocket
+        } else {
+            GenMethod::LiveFrames
+        }
     }
 
     /// The configuration it was built with.
@@ -365,8 +414,15 @@ impl Generator {
         &self.frame
     }
 
-    /// Program runs so far, summed over CPUs.
+    /// Frames sent so far: the program's runs summed over CPUs, plus the
+    /// frames the packet socket sent.
     pub fn runs(&self) -> Result<u64, GenError> {
+        let socket = self.fallback.as_ref().map_or(0, |p| p.sent);
+        Ok(self.program_runs()? + socket)
+    }
+
+    /// The program's runs, summed over CPUs.
+    fn program_runs(&self) -> Result<u64, GenError> {
         let per_cpu = self
             .skel
             .maps
@@ -377,9 +433,17 @@ impl Generator {
         Ok(per_cpu.iter().map(|v| two_u64(v).0).sum())
     }
 
-    /// Sends `n` frames in one BPF_PROG_RUN call. Returns false if the call
-    /// was interrupted by a signal (the caller should stop).
-    fn burst(&self, n: u32) -> Result<bool, GenError> {
+    /// Sends `n` frames in one BPF_PROG_RUN call, or through the packet
+    /// socket once the kernel has refused live frames (EPERM: refused
+    /// once, refused always). Returns false if the call was interrupted
+    /// by a signal (the caller should stop).
+    fn burst(&mut self, n: u32) -> Result<bool, GenError> {
+        if let Some(p) = &mut self.fallback {
+            return p.send(u64::from(n)).map_err(|source| GenError::Packet {
+                what: "sending through the AF_PACKET socket",
+                source,
+            });
+        }
         let mut ctx = self.ctx;
         let input = libbpf_rs::ProgramInput {
             context_in: Some(&mut ctx),
@@ -391,6 +455,28 @@ impl Generator {
         match self.skel.progs.xswitch_gen.test_run(input) {
             Ok(_) => Ok(true),
             Err(e) if e.kind() == libbpf_rs::ErrorKind::Interrupted => Ok(false),
+            Err(e) if e.kind() == libbpf_rs::ErrorKind::PermissionDenied => {
+                let p = packet::PacketSender::open(
+                    self.ifindex,
+                    &self.frame,
+                    self.cfg.is_ipv6(),
+                    self.cfg.flows,
+                    self.cfg.src_port,
+                )
+                .map_err(|source| GenError::Packet {
+                    what: "opening an AF_PACKET socket (live frames were refused)",
+                    source,
+                })?;
+                if !FALLBACK_LOGGED.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        error = %e,
+                        "this kernel refuses BPF_PROG_RUN with live frames: the generator \
+                         sends through an AF_PACKET socket instead (an skb per frame, slower)"
+                    );
+                }
+                self.fallback = Some(p);
+                self.burst(n)
+            }
             Err(e) => Err(GenError::bpf(
                 "BPF_PROG_RUN with live frames (needs Linux 5.18 or later)",
                 e,
@@ -467,6 +553,7 @@ impl Generator {
             sent,
             elapsed,
             cpu: netns::current_cpu(),
+            method: self.method(),
         })
     }
 }
@@ -525,6 +612,7 @@ mod config_tests {
             sent: 3_000_000,
             elapsed: Duration::from_millis(1500),
             cpu: None,
+            method: GenMethod::LiveFrames,
         };
         assert!((r.pps() - 2_000_000.0).abs() < 1e-6);
     }

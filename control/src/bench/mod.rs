@@ -535,6 +535,7 @@ fn measure(
         offered_mpps: gen.pps() / 1e6,
         sink_dropped_mpps: c1.rx_dropped.saturating_sub(c0.rx_dropped) as f64 / secs / 1e6,
         gen_cpu: gen.cpu,
+        gen_method: gen.method.to_string(),
         dut_cpus: if dut == DutKind::Direct {
             Vec::new()
         } else {

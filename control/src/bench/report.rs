@@ -59,6 +59,10 @@ pub struct RunRecord {
     pub sink_dropped_mpps: f64,
     /// The CPU the generator ran on.
     pub gen_cpu: Option<usize>,
+    /// How the generator sent: `bpf-live-frames`, or `af-packet` where
+    /// the kernel refuses live frames (an skb per frame: the offered load
+    /// is then lower, near 0.6 Mpps on this machine kind).
+    pub gen_method: String,
     /// The CPUs the DUT was confined to.
     pub dut_cpus: Vec<usize>,
     /// Length of the measurement window, seconds.
@@ -283,6 +287,20 @@ pub fn render_table(rep: &BenchReport) -> String {
     for k in &rep.skipped {
         let _ = writeln!(s, "\nskipped {}: {}", k.dut, k.reason);
     }
+    let fallback = rep
+        .runs
+        .iter()
+        .filter(|r| r.gen_method != "bpf-live-frames")
+        .count();
+    if fallback > 0 {
+        let _ = writeln!(
+            s,
+            "\nthis kernel refuses BPF_PROG_RUN with live frames: in {fallback} of {} runs the \
+             generator sent through an AF_PACKET socket, which offers less load (see \
+             offered_mpps in the JSON); compare devices only against the same generator",
+            rep.runs.len()
+        );
+    }
     s
 }
 
@@ -307,6 +325,7 @@ mod tests {
             offered_mpps: 4.0,
             sink_dropped_mpps: 0.0,
             gen_cpu: Some(0),
+            gen_method: "bpf-live-frames".into(),
             dut_cpus: vec![1],
             window_s: 2.0,
         }
