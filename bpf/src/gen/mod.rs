@@ -203,6 +203,10 @@ pub struct GenConfig {
     pub dst_port: u16,
     /// Frames per second, or `None` for as fast as the core goes.
     pub rate_pps: Option<u64>,
+    /// Send through an `AF_PACKET` socket from the start
+    /// ([`GenMethod::PacketSocket`]), not only after the kernel refused
+    /// live frames.
+    pub packet_socket: bool,
 }
 
 impl GenConfig {
@@ -225,6 +229,7 @@ impl GenConfig {
             src_port: 1024,
             dst_port: 9,
             rate_pps: None,
+            packet_socket: false,
         }
     }
 
@@ -382,7 +387,7 @@ impl Generator {
         let mut ctx = [0u8; XDP_MD_LEN];
         ctx[0..4].copy_from_slice(&4u32.to_ne_bytes());
         ctx[4..8].copy_from_slice(&(input.len() as u32).to_ne_bytes());
-        Ok(Generator {
+        let mut g = Generator {
             _link: link,
             skel,
             input,
@@ -391,6 +396,24 @@ impl Generator {
             cfg,
             ifindex,
             fallback: None,
+        };
+        if cfg.packet_socket {
+            g.fallback = Some(g.open_packet_socket()?);
+        }
+        Ok(g)
+    }
+
+    fn open_packet_socket(&self) -> Result<packet::PacketSender, GenError> {
+        packet::PacketSender::open(
+            self.ifindex,
+            &self.frame,
+            self.cfg.is_ipv6(),
+            self.cfg.flows,
+            self.cfg.src_port,
+        )
+        .map_err(|source| GenError::Packet {
+            what: "opening an AF_PACKET socket",
+            source,
         })
     }
 
@@ -456,17 +479,7 @@ impl Generator {
             Ok(_) => Ok(true),
             Err(e) if e.kind() == libbpf_rs::ErrorKind::Interrupted => Ok(false),
             Err(e) if e.kind() == libbpf_rs::ErrorKind::PermissionDenied => {
-                let p = packet::PacketSender::open(
-                    self.ifindex,
-                    &self.frame,
-                    self.cfg.is_ipv6(),
-                    self.cfg.flows,
-                    self.cfg.src_port,
-                )
-                .map_err(|source| GenError::Packet {
-                    what: "opening an AF_PACKET socket (live frames were refused)",
-                    source,
-                })?;
+                let p = self.open_packet_socket()?;
                 if !FALLBACK_LOGGED.swap(true, Ordering::Relaxed) {
                     tracing::warn!(
                         error = %e,

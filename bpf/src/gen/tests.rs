@@ -126,6 +126,12 @@ fn generator_frames_reach_an_xdp_sink_and_are_all_counted() {
         eprintln!("skipped: needs root");
         return;
     }
+    for packet_socket in [false, true] {
+        frames_reach_an_xdp_sink_and_are_all_counted(packet_socket);
+    }
+}
+
+fn frames_reach_an_xdp_sink_and_are_all_counted(packet_socket: bool) {
     let mut w = World { ns: Vec::new() };
     let (g_ns, s_ns) = (w.ns("g"), w.ns("s"));
     let (g, s) = (name("a"), name("b"));
@@ -134,9 +140,13 @@ fn generator_frames_reach_an_xdp_sink_and_are_all_counted() {
         let _in = NetnsGuard::enter(&s_ns).unwrap();
         XdpSink::attach(ifindex_of(&s).unwrap()).unwrap()
     };
-    let c = cfg(mac(&g_ns, &g), mac(&s_ns, &s), false);
+    let mut c = cfg(mac(&g_ns, &g), mac(&s_ns, &s), false);
+    c.packet_socket = packet_socket;
     let r = generate(&g_ns, &g, c, Duration::from_millis(300));
     assert!(r.sent > 0, "{r:?}");
+    if packet_socket {
+        assert_eq!(r.method, GenMethod::PacketSocket);
+    }
     std::thread::sleep(Duration::from_millis(50));
     let got = sink.counts().unwrap();
     // Every frame sent is received (the XDP sink keeps up with one
@@ -151,7 +161,8 @@ fn generator_frames_reach_an_xdp_sink_and_are_all_counted() {
     );
     assert!(got.bytes - r.sent * 60 <= stray * 1500, "{got:?}");
     eprintln!(
-        "generator alone: {:.2} Mpps sent, {:.2} Mpps at the XDP sink (cpu {:?})",
+        "generator alone ({}): {:.2} Mpps sent, {:.2} Mpps at the XDP sink (cpu {:?})",
+        r.method,
         r.pps() / 1e6,
         got.packets as f64 / r.elapsed.as_secs_f64() / 1e6,
         r.cpu
@@ -164,7 +175,7 @@ fn flows_vary_the_source_port_with_valid_checksums_v4_and_v6() {
         eprintln!("skipped: needs root");
         return;
     }
-    for v6 in [false, true] {
+    for (v6, packet_socket) in [(false, false), (true, false), (false, true), (true, true)] {
         let mut w = World { ns: Vec::new() };
         let (g_ns, s_ns) = (w.ns("g"), w.ns("s"));
         let (g, s) = (name("a"), name("b"));
@@ -205,6 +216,7 @@ fn flows_vary_the_source_port_with_valid_checksums_v4_and_v6() {
         c.frame_size = 128;
         c.flows = 8;
         c.rate_pps = Some(4000);
+        c.packet_socket = packet_socket;
         // Read while the generator runs: a socket buffer holds only a few
         // hundred datagrams.
         let gen = {
@@ -225,11 +237,11 @@ fn flows_vary_the_source_port_with_valid_checksums_v4_and_v6() {
         assert!((700..=1300).contains(&r.sent), "{r:?}");
         assert!(
             n * 10 >= r.sent * 9,
-            "v6 {v6}: only {n} datagrams of {}",
+            "v6 {v6}, packet socket {packet_socket}: only {n} datagrams of {}",
             r.sent
         );
         let want: BTreeSet<u16> = (1024..1032).collect();
-        assert_eq!(ports, want, "v6 {v6}");
+        assert_eq!(ports, want, "v6 {v6}, packet socket {packet_socket}");
     }
 }
 
