@@ -14,8 +14,8 @@
 //! socket bound to the interface, with `PACKET_QDISC_BYPASS` and
 //! `sendmmsg` in batches of [`BATCH`]. Each frame becomes an skb, so it is
 //! several times slower than live frames (DESIGN.md's trafgen note: about
-//! 0.6 Mpps); [`super::Generator::method`] says which way was used, and
-//! the harnesses report it.
+//! 0.6 Mpps). [`super::Generator::method`] says which way was used, the
+//! switch is logged once, and `xswitch bench` reports it per run.
 //!
 //! # Invariants
 //! * Frame `k` of the sender's life carries UDP source port

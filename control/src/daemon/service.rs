@@ -240,10 +240,14 @@ impl Service {
         )?);
         let mut sorted = helpers;
         sorted.sort_unstable();
-        tracing::info!(
-            cpus = %format_cpu_list(&sorted),
-            "helper threads (port changes, teardown, link monitor) confined"
-        );
+        if sorted.is_empty() {
+            tracing::info!("helper threads not confined (the usable CPUs are unknown)");
+        } else {
+            tracing::info!(
+                cpus = %format_cpu_list(&sorted),
+                "helper threads (port changes, teardown, link monitor) confined"
+            );
+        }
         if let Some(addr) = cfg.metrics {
             let m = MetricsServer::start(addr, Arc::new(move || daemon.stats()))?;
             tracing::info!(addr = %m.local_addr(), "metrics served at /metrics");
