@@ -286,7 +286,7 @@ fn helper_threads_keep_to_the_cpus_without_a_pmd_or_to_helper_cpus() {
         free.push(last);
     }
     assert_placement(d.pid(), &free, last, &allowed);
-    // A port added and deleted through the lane leaves it where it was.
+    // A port deleted through the lane leaves the lane where it was.
     let mut c = Client::connect(&d.socket).unwrap();
     ask(
         &mut c,

@@ -27,13 +27,10 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
+use super::frame::udp_offset;
+
 /// Frames per `sendmmsg`.
 pub const BATCH: usize = 64;
-
-/// Byte offset of the UDP header in the generator's frames.
-fn udp_offset(ipv6: bool) -> usize {
-    14 + if ipv6 { 40 } else { 20 }
-}
 
 /// RFC 1624 eqn. 3 on raw 16-bit words: the checksum `check` after a word
 /// `old` of the summed data became `new`.
@@ -222,27 +219,38 @@ impl PacketSender {
 
 #[cfg(test)]
 mod tests {
+    use super::super::frame::{build_udp_frame, checksums_ok, FrameSpec};
     use super::*;
-
-    /// The one's-complement sum of `data` as 16-bit big-endian words.
-    fn fold(data: &[u8]) -> u16 {
-        let mut s: u32 = data
-            .chunks(2)
-            .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-            .sum();
-        while s > 0xffff {
-            s = (s & 0xffff) + (s >> 16);
-        }
-        s as u16
-    }
+    use std::net::{Ipv4Addr, Ipv6Addr};
 
     #[test]
-    fn incremental_checksum_matches_a_full_recompute() {
-        let mut data = vec![0x12u8, 0x34, 0x04, 0x00, 0xab, 0xcd, 0x00, 0x00];
-        let check = !fold(&data);
-        for new in [0u16, 1, 0x0400, 0x8000, 0xffff, 0xfbff] {
-            data[2..4].copy_from_slice(&new.to_be_bytes());
-            assert_eq!(csum_replace16(check, 0x0400, new), !fold(&data), "{new:#x}");
+    fn a_port_rewritten_with_the_incremental_checksum_still_verifies() {
+        for (src_ip, dst_ip) in [
+            (
+                Ipv4Addr::new(10, 0, 0, 1).into(),
+                Ipv4Addr::new(10, 0, 0, 2).into(),
+            ),
+            (Ipv6Addr::LOCALHOST.into(), Ipv6Addr::UNSPECIFIED.into()),
+        ] {
+            let spec = FrameSpec {
+                frame_size: 128,
+                src_mac: [2, 0, 0, 0, 0, 1],
+                dst_mac: [2, 0, 0, 0, 0, 2],
+                src_ip,
+                dst_ip,
+                src_port: 1024,
+                dst_port: 9,
+            };
+            let template = build_udp_frame(&spec).unwrap();
+            let o = udp_offset(src_ip.is_ipv6());
+            let check = u16::from_be_bytes([template[o + 6], template[o + 7]]);
+            for port in [0u16, 1, 1025, 0x8000, 0xfbff, 0xffff] {
+                let mut f = template.clone();
+                f[o..o + 2].copy_from_slice(&port.to_be_bytes());
+                let c = csum_replace16(check, 1024, port);
+                f[o + 6..o + 8].copy_from_slice(&c.to_be_bytes());
+                assert!(checksums_ok(&f), "{src_ip} port {port:#x}");
+            }
         }
     }
 }
