@@ -50,7 +50,7 @@ pub mod report;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -70,6 +70,10 @@ const GEN_START_TIMEOUT: Duration = Duration::from_secs(10);
 /// Generator keeps sending this long after the window closes, so the
 /// window never sees its ramp-down.
 const GEN_TAIL: Duration = Duration::from_millis(300);
+/// The generator adds what it sent to the window's tally at least this
+/// often, so the offered load is measured over the same window as the
+/// received one (within one slice at each end).
+const GEN_SLICE: Duration = Duration::from_millis(10);
 /// Latency probe rate.
 const LATENCY_PPS: u64 = 1000;
 
@@ -448,19 +452,29 @@ fn measure(
     let run_for = cfg.warmup + cfg.duration + GEN_TAIL;
     let (ready_tx, ready_rx) = mpsc::channel::<()>();
     let gen_stop = Arc::new(AtomicBool::new(false));
+    let gen_sent = Arc::new(AtomicU64::new(0));
     let handle = {
-        let (ns, g0, cpu, gen_stop) = (
+        let (ns, g0, cpu, gen_stop, gen_sent) = (
             net.gen.name().to_string(),
             net.g0.clone(),
             cfg.gen_cpu,
             Arc::clone(&gen_stop),
+            Arc::clone(&gen_sent),
         );
         std::thread::spawn(move || -> Result<GenReport, GenError> {
             pin_current_thread(cpu)?;
             let _in = NetnsGuard::enter(&ns)?;
             let mut g = Generator::new(ifindex_of(&g0)?, gcfg)?;
             let _ = ready_tx.send(());
-            g.run_until(run_for, || gen_stop.load(Ordering::Relaxed))
+            let t0 = Instant::now();
+            loop {
+                let left = run_for.saturating_sub(t0.elapsed());
+                let r = g.run_until(GEN_SLICE.min(left), || gen_stop.load(Ordering::Relaxed))?;
+                gen_sent.fetch_add(r.sent, Ordering::Relaxed);
+                if left <= GEN_SLICE || gen_stop.load(Ordering::Relaxed) {
+                    return Ok(r);
+                }
+            }
         })
     };
     let finish = |h: std::thread::JoinHandle<Result<GenReport, GenError>>| {
@@ -479,30 +493,32 @@ fn measure(
         if !sleep_unless(cfg.warmup, stop) {
             return Ok(None);
         }
-        let (c0, cpu0, p0, t0) = (
+        let (c0, cpu0, p0, s0, t0) = (
             net.sink_counters()?,
             CpuSnapshot::take(),
             proc_cpu(),
+            gen_sent.load(Ordering::Relaxed),
             Instant::now(),
         );
         if !sleep_unless(cfg.duration, stop) {
             return Ok(None);
         }
-        let (c1, cpu1, p1, t1) = (
+        let (c1, cpu1, p1, s1, t1) = (
             net.sink_counters()?,
             CpuSnapshot::take(),
             proc_cpu(),
+            gen_sent.load(Ordering::Relaxed),
             Instant::now(),
         );
         let proc_secs = match (p0, p1) {
             (Some(a), Some(b)) if !pids.is_empty() => Some(b - a),
             _ => None,
         };
-        Ok::<_, BenchError>(Some((c0, c1, cpu0, cpu1, proc_secs, t1 - t0)))
+        Ok::<_, BenchError>(Some((c0, c1, cpu0, cpu1, proc_secs, s1 - s0, t1 - t0)))
     })();
     gen_stop.store(true, Ordering::Relaxed);
     let gen = finish(handle)?;
-    let Some((c0, c1, cpu0, cpu1, proc_secs, elapsed)) = window? else {
+    let Some((c0, c1, cpu0, cpu1, proc_secs, offered, elapsed)) = window? else {
         return Err(BenchError::Interrupted);
     };
     let cpu_busy_pct = match (cpu0, cpu1) {
@@ -532,7 +548,7 @@ fn measure(
         cpu_busy_pct,
         dut_process_cores,
         mpps_per_dut_process_core: dut_process_cores.filter(|&c| c > 0.0).map(|c| mpps / c),
-        offered_mpps: gen.pps() / 1e6,
+        offered_mpps: offered as f64 / secs / 1e6,
         sink_dropped_mpps: c1.rx_dropped.saturating_sub(c0.rx_dropped) as f64 / secs / 1e6,
         gen_cpu: gen.cpu,
         gen_method: gen.method.to_string(),

@@ -52,7 +52,8 @@ pub struct RunRecord {
     pub dut_process_cores: Option<f64>,
     /// Million packets per CPU-second of the DUT's processes.
     pub mpps_per_dut_process_core: Option<f64>,
-    /// What the generator offered, millions of frames per second.
+    /// What the generator offered over the same window, millions of
+    /// frames per second.
     pub offered_mpps: f64,
     /// Frames the sink interface counted as dropped (rx_dropped) per
     /// second, millions.
