@@ -20,6 +20,12 @@
 //! [`confine_current_thread`] sets the calling thread's affinity mask.
 //! The kernel work a thread starts (RCU callbacks, the AF_XDP release
 //! work item) is queued on the CPU it ran on, so it stays there too.
+//! [`spawn_confined`] starts a thread that does so first, and returns
+//! only once it has: from then on the thread's mask is the one it keeps,
+//! for whoever looks (`/proc/PID/task/*/status`, a test, an operator).
+
+use std::sync::mpsc;
+use std::thread::JoinHandle;
 
 use nix::sched::{sched_setaffinity, CpuSet};
 use nix::unistd::Pid;
@@ -42,8 +48,33 @@ pub fn confine_current_thread(cpus: &[usize]) -> nix::Result<()> {
 /// unconfined, which costs latency, not correctness).
 pub fn confine_or_warn(what: &str, cpus: &[usize]) {
     if let Err(e) = confine_current_thread(cpus) {
-        tracing::warn!(thread = what, ?cpus, error = %e, "cannot confine helper thread to its CPUs");
+        tracing::warn!(thread = what, ?cpus, error = %e, "cannot confine thread to its CPUs");
     }
+}
+
+/// Spawns a thread named `name` that confines itself to `cpus` (empty:
+/// not confined; a failure is logged) and then runs `f`. Returns once the
+/// thread is confined, so its placement is settled when the caller goes
+/// on (the daemon says it is ready only after all its threads are).
+pub fn spawn_confined<F, T>(name: &str, cpus: Vec<usize>, f: F) -> std::io::Result<JoinHandle<T>>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let (placed, wait) = mpsc::sync_channel::<()>(1);
+    let what = name.to_owned();
+    let handle = std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            confine_or_warn(&what, &cpus);
+            // The spawner may have stopped waiting only by unwinding.
+            let _ = placed.send(());
+            f()
+        })?;
+    // An error means the thread ended before sending, which it does not
+    // do short of a panic in the logging; it is then not running anywhere.
+    let _ = wait.recv();
+    Ok(handle)
 }
 
 #[cfg(test)]
@@ -70,6 +101,43 @@ mod tests {
         })
         .join()
         .unwrap();
+    }
+
+    #[test]
+    fn a_spawned_thread_is_confined_before_spawn_returns() {
+        let first = mask()[0];
+        let (tx, rx) = mpsc::channel();
+        let h = spawn_confined("confined-test", vec![first], move || {
+            // Runs only after the spawner has gone on.
+            rx.recv().unwrap();
+            mask()
+        })
+        .unwrap();
+        assert_eq!(h.thread().name(), Some("confined-test"));
+        // The thread is parked in recv; read its mask from outside.
+        let tid_mask = {
+            let pid = std::process::id();
+            let dir = format!("/proc/{pid}/task");
+            std::fs::read_dir(dir)
+                .unwrap()
+                .filter_map(|e| {
+                    let p = e.ok()?.path();
+                    let comm = std::fs::read_to_string(p.join("comm")).ok()?;
+                    (comm.trim() == "confined-test")
+                        .then(|| std::fs::read_to_string(p.join("status")).unwrap())
+                })
+                .next()
+                .unwrap()
+        };
+        let list = tid_mask
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .unwrap()
+            .trim()
+            .to_owned();
+        assert_eq!(list, first.to_string());
+        tx.send(()).unwrap();
+        assert_eq!(h.join().unwrap(), vec![first]);
     }
 
     #[test]

@@ -545,28 +545,25 @@ impl Rcu {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let rcu = self.clone();
         let stop2 = stop.clone();
-        let handle = std::thread::Builder::new()
-            .name("rcu-reclaim".into())
-            .spawn(move || {
-                crate::affinity::confine_or_warn("rcu-reclaim", &cpus);
-                let mut last_warn: Option<Instant> = None;
-                while !stop2.load(Ordering::Acquire) {
-                    rcu.poll();
-                    if let Some((age, laggards)) = rcu.blocked() {
-                        let due = last_warn.is_none_or(|t| t.elapsed() >= PROGRESS_INTERVAL);
-                        if age >= PROGRESS_INTERVAL && due {
-                            last_warn = Some(Instant::now());
-                            tracing::warn!(
-                                waited_ms = age.as_millis() as u64,
-                                ?laggards,
-                                "rcu: deferred destructors blocked by participants"
-                            );
-                        }
-                    }
-                    std::thread::park_timeout(interval);
-                }
+        let handle = crate::affinity::spawn_confined("rcu-reclaim", cpus, move || {
+            let mut last_warn: Option<Instant> = None;
+            while !stop2.load(Ordering::Acquire) {
                 rcu.poll();
-            })?;
+                if let Some((age, laggards)) = rcu.blocked() {
+                    let due = last_warn.is_none_or(|t| t.elapsed() >= PROGRESS_INTERVAL);
+                    if age >= PROGRESS_INTERVAL && due {
+                        last_warn = Some(Instant::now());
+                        tracing::warn!(
+                            waited_ms = age.as_millis() as u64,
+                            ?laggards,
+                            "rcu: deferred destructors blocked by participants"
+                        );
+                    }
+                }
+                std::thread::park_timeout(interval);
+            }
+            rcu.poll();
+        })?;
         Ok(Reclaimer {
             stop,
             handle: Some(handle),

@@ -849,11 +849,11 @@ mod tests {
         // The "PMD" beats whenever it runs, but runs at SCHED_IDLE on the
         // CPU a normal-priority thread spins on for a second: it is
         // runnable and silent for far longer than the threshold.
-        let cpu = core_affinity::CoreId { id: 0 };
+        let cpu = [0];
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
         let hog = std::thread::spawn(move || {
-            assert!(core_affinity::set_for_current(cpu));
+            crate::affinity::confine_current_thread(&cpu).unwrap();
             let t = Instant::now();
             while t.elapsed() < Duration::from_secs(1) {
                 std::hint::spin_loop();
@@ -861,7 +861,7 @@ mod tests {
             stop2.store(true, Ordering::Release);
         });
         let s = watch_bound_thread(move |hb| {
-            assert!(core_affinity::set_for_current(cpu));
+            crate::affinity::confine_current_thread(&cpu).unwrap();
             sched_idle();
             while !stop.load(Ordering::Acquire) {
                 hb.beat();

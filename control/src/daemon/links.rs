@@ -64,16 +64,13 @@ impl LinkWatcher {
         dump_and_resync(&d, &mut mon)?;
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("xswitch-links".into())
-            .spawn(move || {
-                dataplane::affinity::confine_or_warn("xswitch-links", &cpus);
-                watch(&d, &mut mon, &stop2)
-            })
-            .map_err(|source| MonitorError::Io {
-                op: "spawn monitor thread",
-                source,
-            })?;
+        let thread = dataplane::affinity::spawn_confined("xswitch-links", cpus, move || {
+            watch(&d, &mut mon, &stop2)
+        })
+        .map_err(|source| MonitorError::Io {
+            op: "spawn monitor thread",
+            source,
+        })?;
         Ok(LinkWatcher {
             stop,
             thread: Some(thread),

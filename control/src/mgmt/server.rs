@@ -225,13 +225,14 @@ impl Server {
         // those started exit when the channels drop.
         let lane = |rx: Receiver<Job>| {
             let (h, back, waker) = (handler.clone(), back_tx.clone(), waker.clone());
-            let cpus = options.port_lane_cpus;
-            move || port_lane(&rx, &*h, &back, &waker, &cpus)
+            move || port_lane(&rx, &*h, &back, &waker)
         };
-        std::thread::Builder::new()
-            .name("xswitch-mgmt-port".into())
-            .spawn(lane(port_rx))
-            .map_err(io_err("spawn the port worker"))?;
+        dataplane::affinity::spawn_confined(
+            "xswitch-mgmt-port",
+            options.port_lane_cpus.clone(),
+            lane(port_rx),
+        )
+        .map_err(io_err("spawn the port worker"))?;
         for i in 0..GENERAL_WORKERS {
             let w = Worker {
                 handler: handler.clone(),
@@ -710,15 +711,8 @@ impl Worker {
 }
 
 /// The port lane: port changes, one at a time, at a lower CPU priority.
-fn port_lane(
-    jobs: &Receiver<Job>,
-    handler: &dyn Handler,
-    back: &Sender<Back>,
-    waker: &UnixStream,
-    cpus: &[usize],
-) {
+fn port_lane(jobs: &Receiver<Job>, handler: &dyn Handler, back: &Sender<Back>, waker: &UnixStream) {
     priority::lower_to_port_lane();
-    dataplane::affinity::confine_or_warn("xswitch-mgmt-port", cpus);
     while let Ok(mut job) = jobs.recv() {
         let resp = match job.req.take() {
             Some(req) => run(handler, req),

@@ -349,7 +349,6 @@ impl PmdThreads {
             ),
             watchdog: Some(dp.watchdog().spawn()?),
         };
-        let core_ids = core_affinity::get_core_ids().unwrap_or_default();
         for i in 0..n {
             let mut pmd = Pmd::try_new(dp.clone(), PmdConfig { id: i, ..cfg.pmd })
                 .map_err(std::io::Error::other)?;
@@ -361,62 +360,54 @@ impl PmdThreads {
                 .as_ref()
                 .filter(|c| !c.is_empty())
                 .map(|c| c[i % c.len()]);
-            let core = cpu.map(|c| (c, core_ids.iter().find(|id| id.id == c).copied()));
             let (stop, assignment, backoff) = (stop.clone(), assignment.clone(), cfg.backoff);
             let dp = dp.clone();
-            let h = std::thread::Builder::new()
-                .name(format!("pmd{i}"))
-                .spawn(move || {
-                    match core {
-                        Some((_, Some(id))) if core_affinity::set_for_current(id) => {}
-                        Some((c, _)) => tracing::warn!(pmd = i, cpu = c, "cannot pin PMD"),
-                        None => {}
-                    }
-                    idle.tid.store(current_tid(), Ordering::Relaxed);
-                    hb.bind_current_thread();
-                    pmd.attach_thread(hb);
-                    let ctx = LoopCtx {
-                        i,
-                        dp: &dp,
-                        stop: &stop,
-                        assignment: &assignment,
-                        backoff,
-                        idle: &idle,
-                    };
-                    pmd_loop(&mut pmd, &ctx);
-                    pmd
-                })?;
+            let name = format!("pmd{i}");
+            let h = crate::affinity::spawn_confined(&name, cpu.into_iter().collect(), move || {
+                idle.tid.store(current_tid(), Ordering::Relaxed);
+                hb.bind_current_thread();
+                pmd.attach_thread(hb);
+                let ctx = LoopCtx {
+                    i,
+                    dp: &dp,
+                    stop: &stop,
+                    assignment: &assignment,
+                    backoff,
+                    idle: &idle,
+                };
+                pmd_loop(&mut pmd, &ctx);
+                pmd
+            })?;
             me.pmds.push(h);
         }
         let (stop2, a2, dp2) = (stop, assignment, dp);
         let idle2 = me.idle.clone();
         let interval = cfg.housekeeping_interval;
         let helper_cpus = cfg.helper_cpus;
-        me.housekeeping = Some(
-            std::thread::Builder::new()
-                .name("xswitch-housekeeping".into())
-                .spawn(move || {
-                    crate::affinity::confine_or_warn("xswitch-housekeeping", &helper_cpus);
-                    let mut timers = std::time::Instant::now();
-                    while !stop2.load(Ordering::Acquire) {
-                        dp2.process_port_requests();
-                        if timers.elapsed() >= super::TIMER_INTERVAL {
-                            dp2.run_timers();
-                            crate::vport::linger::release_due(std::time::Instant::now());
-                            timers = std::time::Instant::now();
-                        }
-                        if dp2.port_table().stats().version != a2.load().version {
-                            a2.store(Arc::new(Assignment::of(&dp2, n)));
-                            // Idle PMDs rebuild their wait sets now, not
-                            // at their next timeout.
-                            for s in &idle2 {
-                                s.waker.wake();
-                            }
-                        }
-                        std::thread::park_timeout(interval);
+        me.housekeeping = Some(crate::affinity::spawn_confined(
+            "xswitch-housekeeping",
+            helper_cpus,
+            move || {
+                let mut timers = std::time::Instant::now();
+                while !stop2.load(Ordering::Acquire) {
+                    dp2.process_port_requests();
+                    if timers.elapsed() >= super::TIMER_INTERVAL {
+                        dp2.run_timers();
+                        crate::vport::linger::release_due(std::time::Instant::now());
+                        timers = std::time::Instant::now();
                     }
-                })?,
-        );
+                    if dp2.port_table().stats().version != a2.load().version {
+                        a2.store(Arc::new(Assignment::of(&dp2, n)));
+                        // Idle PMDs rebuild their wait sets now, not
+                        // at their next timeout.
+                        for s in &idle2 {
+                            s.waker.wake();
+                        }
+                    }
+                    std::thread::park_timeout(interval);
+                }
+            },
+        )?);
         Ok(me)
     }
 
