@@ -103,41 +103,46 @@ mod tests {
         .unwrap();
     }
 
-    #[test]
-    fn a_spawned_thread_is_confined_before_spawn_returns() {
-        let first = mask()[0];
-        let (tx, rx) = mpsc::channel();
-        let h = spawn_confined("confined-test", vec![first], move || {
-            // Runs only after the spawner has gone on.
-            rx.recv().unwrap();
-            mask()
-        })
-        .unwrap();
-        assert_eq!(h.thread().name(), Some("confined-test"));
-        // The thread is parked in recv; read its mask from outside.
-        let tid_mask = {
-            let pid = std::process::id();
-            let dir = format!("/proc/{pid}/task");
-            std::fs::read_dir(dir)
-                .unwrap()
-                .filter_map(|e| {
-                    let p = e.ok()?.path();
-                    let comm = std::fs::read_to_string(p.join("comm")).ok()?;
-                    (comm.trim() == "confined-test")
-                        .then(|| std::fs::read_to_string(p.join("status")).unwrap())
-                })
-                .next()
-                .unwrap()
-        };
-        let list = tid_mask
+    /// The affinity list `/proc` shows for this process's thread `name`.
+    fn cpus_of_thread(name: &str) -> Option<String> {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|e| {
+                let p = e.ok()?.path();
+                let comm = std::fs::read_to_string(p.join("comm")).ok()?;
+                (comm.trim() == name).then(|| std::fs::read_to_string(p.join("status")).ok())?
+            })
+            .next()?
             .lines()
             .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
-            .unwrap()
-            .trim()
-            .to_owned();
-        assert_eq!(list, first.to_string());
-        tx.send(()).unwrap();
-        assert_eq!(h.join().unwrap(), vec![first]);
+            .map(|l| l.trim().to_owned())
+    }
+
+    #[test]
+    fn a_spawned_thread_is_confined_before_spawn_returns() {
+        // The spawner keeps to one CPU and confines its threads to another:
+        // a new thread starts on the spawner's CPU, which the spawner holds
+        // until it blocks, so without the wait it would read the old mask.
+        let all = mask();
+        let (home, target) = (all[0], *all.last().unwrap());
+        std::thread::spawn(move || {
+            confine_current_thread(&[home]).unwrap();
+            for i in 0..20 {
+                let name = format!("confined-{i}");
+                let (tx, rx) = mpsc::channel::<()>();
+                let h = spawn_confined(&name, vec![target], move || {
+                    // Parked here while its mask is read from outside.
+                    rx.recv().unwrap();
+                    mask()
+                })
+                .unwrap();
+                assert_eq!(cpus_of_thread(&name), Some(target.to_string()), "{name}");
+                tx.send(()).unwrap();
+                assert_eq!(h.join().unwrap(), vec![target]);
+            }
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]
