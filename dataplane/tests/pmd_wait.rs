@@ -18,7 +18,7 @@
 
 mod common;
 
-use common::{percentile, thread_cpu, tid, udp_frame, wait_until};
+use common::{percentile, quiet_for, thread_cpu, tid, udp_frame, wait_until};
 use dataplane::actions::Action;
 use dataplane::classifier::RuleSpec;
 use dataplane::datapath::{Backoff, Datapath, PmdThreads, PmdThreadsConfig};
@@ -102,8 +102,8 @@ fn idle_run(
         PmdThreads::spawn(dp.clone(), 1, None, cfg(rx_wait, Duration::from_millis(10))).unwrap();
     let frame = udp_frame(7);
     let mut lat: Vec<Duration> = (0..trials)
-        .map(|_| {
-            std::thread::sleep(gap);
+        .map(|i| {
+            quiet_for(gap, i);
             one_frame(&p1, &p2, &frame)
         })
         .collect();

@@ -31,7 +31,7 @@
 
 mod common;
 
-use common::{is_root, percentile, run, thread_cpu, tid, unique, wait_until};
+use common::{is_root, percentile, quiet_for, run, thread_cpu, tid, unique, wait_until};
 use dataplane::actions::Action;
 use dataplane::classifier::RuleSpec;
 use dataplane::datapath::{Backoff, Datapath, IdleStats, PmdThreads, PmdThreadsConfig};
@@ -259,7 +259,7 @@ fn measure(bench: &Bench, rx_wait: bool, trials: u32, gap: Duration) -> Run {
     let mut lat = Vec::new();
     let mut lost = 0;
     for seq in 0..trials {
-        std::thread::sleep(gap);
+        quiet_for(gap, seq as usize);
         match bench.one(seq) {
             Some(d) => lat.push(d),
             None => lost += 1,

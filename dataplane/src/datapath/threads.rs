@@ -92,9 +92,11 @@
 //! off (timed sleeps only): that is the peer the tests compare against.
 //!
 //! Measured (2 shared cores, kernel 6.18, veth, native XDP): one-way
-//! through an idle PMD, 200 datagrams 5 ms apart, p50 34–63 µs blocked
-//! against 750–920 µs on timed sleeps, idle PMD CPU 0.1–0.2 %
-//! (`tests/pmd_wait_afxdp.rs`); `xswitch bench` UDP-echo round trip at
+//! through an idle PMD, 200 datagrams 5 ms apart, p50 20–26 µs blocked
+//! against 412–525 µs on timed sleeps (3 runs, 2026-12-07, the send time
+//! spread over the PMD's 1 ms sleep; sent straight after a 5 ms sleep,
+//! the kernel woke both together and timed sleeps read 0.99 ms), idle
+//! PMD CPU 0.1–0.2 % (`tests/pmd_wait_afxdp.rs`); `xswitch bench` UDP-echo round trip at
 //! 1000/s, p50 47–86 µs against 257–262 µs with `rx_wait` off (same tree,
 //! same runs; Open vSwitch afxdp, busy-polling: 31–40 µs). Saturated 64 B
 //! throughput was within run-to-run noise, but Mpps per DUT core came out

@@ -113,3 +113,20 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
 }
+
+/// The silence before latency trial `i`: sleeps `gap`, then busy-waits a
+/// part of a millisecond (the PMD's longest timed sleep) that differs
+/// from trial to trial. The kernel may end a sleep together with the
+/// PMD's own timed sleep (timer slack), so a frame sent right after it
+/// would land at the same point of the PMD's sleep every time: measured,
+/// just after it looked (timed p50 exactly 1.0 ms) in a release build and
+/// just before it looks (p50 0.1 ms) in a debug one. The spread puts the
+/// arrivals all over the PMD's sleep, as real traffic is.
+pub fn quiet_for(gap: Duration, i: usize) {
+    std::thread::sleep(gap);
+    let spin = Duration::from_micros((i as u64 * 389) % 1000);
+    let t = std::time::Instant::now();
+    while t.elapsed() < spin {
+        std::hint::spin_loop();
+    }
+}
