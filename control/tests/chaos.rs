@@ -114,8 +114,9 @@ fn quick_run_passes_every_scenario_and_leaves_nothing_behind() {
         assert_eq!(
             s["result"],
             "PASS",
-            "{n} failed: {:?}\nstderr: {stderr}",
-            failed_checks(s)
+            "{n} failed: {:?}\ndaemon log (last lines): {:#?}\nstderr: {stderr}",
+            failed_checks(s),
+            s["daemon_log"]
         );
         assert!(s["cycles"].as_u64().unwrap() > 0, "{n}: no cycles");
         assert!(s["offered"].as_u64().unwrap() > 0, "{n}: nothing offered");

@@ -17,6 +17,21 @@
 //! 0.6 Mpps). [`super::Generator::method`] says which way was used, the
 //! switch is logged once, and `xswitch bench` reports it per run.
 //!
+//! # Resting
+//! Sending flat out, the thread never sleeps: every frame is a syscall
+//! and the receiving veth's NAPI runs inline on the same CPU. On this
+//! machine kind that starved the CPU's kernel workers for minutes
+//! ("BUG: workqueue lockup", with `xp_release_deferred` and
+//! `bpf_prog_free_deferred` pending), although the thread was preempted
+//! a thousand times a second. A closed AF_XDP socket releases its queue
+//! in that work, so the switch under test could not re-bind a queue
+//! (EBUSY) and `ip link del` of its port waited in `netdev_run_todo`:
+//! the chaos harness hung in 5 of 15 runs of link-del and flow-churn,
+//! and failed a sixth. So the sender sleeps [`REST`] after every
+//! [`REST_EVERY`] of sending: 15 of 15 runs passed, and the offered rate
+//! stayed within run-to-run noise of the sender without rests (0.66-0.68
+//! against 0.66-0.68 Mpps, same runs).
+//!
 //! # Invariants
 //! * Frame `k` of the sender's life carries UDP source port
 //!   `port_base + k % n_flows`, its checksum fixed from the template's
@@ -26,11 +41,18 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::{Duration, Instant};
 
 use super::frame::udp_offset;
 
 /// Frames per `sendmmsg`.
 pub const BATCH: usize = 64;
+
+/// How long the sender runs before it sleeps for [`REST`] (module docs,
+/// "Resting").
+pub const REST_EVERY: Duration = Duration::from_millis(5);
+/// The sleep: the CPU's kernel workers get to run.
+pub const REST: Duration = Duration::from_micros(10);
 
 /// RFC 1624 eqn. 3 on raw 16-bit words: the checksum `check` after a word
 /// `old` of the summed data became `new`.
@@ -56,6 +78,8 @@ pub struct PacketSender {
     next_flow: u32,
     /// Frames the kernel accepted so far.
     pub sent: u64,
+    /// When the sender last slept (see [`REST_EVERY`]).
+    last_rest: Instant,
 }
 
 impl std::fmt::Debug for PacketSender {
@@ -140,6 +164,7 @@ impl PacketSender {
             port_base,
             next_flow: 0,
             sent: 0,
+            last_rest: Instant::now(),
         })
     }
 
@@ -171,6 +196,10 @@ impl PacketSender {
     pub fn send(&mut self, n: u64) -> io::Result<bool> {
         let mut left = n;
         while left > 0 {
+            if self.last_rest.elapsed() >= REST_EVERY {
+                std::thread::sleep(REST);
+                self.last_rest = Instant::now();
+            }
             let k = left.min(BATCH as u64) as usize;
             self.stamp(k);
             let mut iov: [libc::iovec; BATCH] = [libc::iovec {
