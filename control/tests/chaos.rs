@@ -16,7 +16,8 @@ use control::topo::{self, ChildGuard};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 /// The bound on one harness run (quick mode takes about two minutes).
 const RUN_TIMEOUT: Duration = Duration::from_secs(300);
@@ -81,12 +82,21 @@ fn failed_checks(s: &Value) -> Vec<String> {
         .collect()
 }
 
+/// The harness runs take turns: each judges the namespaces it leaves by
+/// what exists before and after it, and both need the machine's CPUs.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn one_at_a_time() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 #[cfg(not(feature = "legacy-semantics"))]
 #[test]
 fn quick_run_passes_every_scenario_and_leaves_nothing_behind() {
     if !privileged() {
         return;
     }
+    let _turn = one_at_a_time();
     let before = chaos_namespaces();
     let (ok, report, stderr) = chaos(&["--quick"]);
     let names = [
@@ -136,6 +146,59 @@ fn quick_run_passes_every_scenario_and_leaves_nothing_behind() {
     }
     assert_eq!(report["result"], "PASS");
     assert!(ok, "exit status not 0 although every scenario passed");
+    let left: Vec<String> = chaos_namespaces().difference(&before).cloned().collect();
+    assert!(left.is_empty(), "namespaces left behind: {left:?}");
+}
+
+#[cfg(not(feature = "legacy-semantics"))]
+#[test]
+fn sigterm_ends_the_run_and_removes_what_it_set_up() {
+    if !privileged() {
+        return;
+    }
+    let _turn = one_at_a_time();
+    let before = chaos_namespaces();
+    let child = Command::new(env!("CARGO_BIN_EXE_xswitch"))
+        .args(["chaos", "--scenarios", "link-del,flow-churn"])
+        .args(["--cycles", "1000000", "--json"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn xswitch chaos");
+    let guard = ChildGuard::new(child);
+    // Signal it mid-scenario: once its namespaces exist and faults have
+    // been running for a while.
+    let t0 = Instant::now();
+    while chaos_namespaces().len() < before.len() + 3 {
+        assert!(t0.elapsed() < Duration::from_secs(60), "no namespaces");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    topo::run(&["kill", "-TERM", &guard.id().to_string()]).unwrap();
+    let t = Instant::now();
+    let out = guard
+        .wait_timeout(Duration::from_secs(60))
+        .expect("xswitch chaos ended after SIGTERM");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    eprintln!("ended {:?} after SIGTERM", t.elapsed());
+    assert!(!out.status.success(), "an interrupted run exited 0");
+    assert!(
+        stderr.contains("interrupted by a signal: 1 of 2 scenarios ran"),
+        "{stderr}"
+    );
+    // The scenario under way is reported; the next one never started.
+    let report: Value = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("no JSON report ({e}); stdout: {stdout}\nstderr: {stderr}"));
+    let names: Vec<&str> = report["scenarios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["link-del"]);
+    assert!(scenario(&report, "link-del")["cycles"].as_u64().unwrap() > 0);
     let left: Vec<String> = chaos_namespaces().difference(&before).cloned().collect();
     assert!(left.is_empty(), "namespaces left behind: {left:?}");
 }

@@ -103,6 +103,8 @@ pub use table::ChaosReport;
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Every scenario, in run order.
@@ -237,6 +239,7 @@ pub fn run(args: &ChaosArgs, w: &mut dyn Write) -> Result<ChaosReport, ChaosErro
     if !crate::topo::have_privileges() {
         return Err(ChaosError::NotRoot);
     }
+    catch_interrupts()?;
     let exe = match &args.xswitch {
         Some(p) => p.clone(),
         None => std::env::current_exe()
@@ -251,7 +254,11 @@ pub fn run(args: &ChaosArgs, w: &mut dyn Write) -> Result<ChaosReport, ChaosErro
         pmd_cpu,
     };
     let mut results = Vec::new();
+    let total = specs.len();
     for s in specs {
+        if interrupted() {
+            break;
+        }
         eprintln!("chaos: {} ...", s.name);
         let t = Instant::now();
         let r = harness::run(s, &opts).unwrap_or_else(|e| harness::setup_failure(s.name, &e, t));
@@ -276,7 +283,41 @@ pub fn run(args: &ChaosArgs, w: &mut dyn Write) -> Result<ChaosReport, ChaosErro
     written
         .and_then(|()| w.flush())
         .map_err(|e| ChaosError::Scenario(format!("cannot write the report: {e}")))?;
+    if interrupted() {
+        return Err(ChaosError::Interrupted {
+            ran: report.scenarios.len(),
+            total,
+        });
+    }
     Ok(report)
+}
+
+/// Set by SIGINT or SIGTERM while `xswitch chaos` runs.
+static INTERRUPT: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+
+/// Makes SIGINT and SIGTERM end the run instead of the process: the
+/// scenario under way stops at its next cycle ([`ScenarioEnv::go_on`]),
+/// its daemon is stopped and its namespaces and interfaces are deleted by
+/// their guards, and no further scenario starts. Killed outright, the
+/// harness would leave all of them behind.
+fn catch_interrupts() -> Result<(), ChaosError> {
+    if INTERRUPT.get().is_some() {
+        return Ok(());
+    }
+    let flag = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, flag.clone())
+            .map_err(|e| ChaosError::Scenario(format!("cannot handle signal {sig}: {e}")))?;
+    }
+    let _ = INTERRUPT.set(flag);
+    Ok(())
+}
+
+/// Whether a SIGINT or SIGTERM asked the run to end.
+pub fn interrupted() -> bool {
+    INTERRUPT
+        .get()
+        .is_some_and(|f| f.load(std::sync::atomic::Ordering::Relaxed))
 }
 
 /// `xswitch chaos`: runs, prints, and fails (non-zero exit) when any

@@ -41,6 +41,14 @@ pub enum ChaosError {
     /// A scenario-specific failure that makes going on pointless.
     #[error("{0}")]
     Scenario(String),
+    /// SIGINT or SIGTERM ended the run early; what was set up is removed.
+    #[error("interrupted by a signal: {ran} of {total} scenarios ran (their namespaces, interfaces and daemons were removed)")]
+    Interrupted {
+        /// Scenarios that ran (the one under way included).
+        ran: usize,
+        /// Scenarios asked for.
+        total: usize,
+    },
 }
 
 impl From<xswitch_bpf::gen::GenError> for ChaosError {
@@ -154,7 +162,7 @@ impl ScenarioEnv<'_> {
         if done > 0 && (done.is_multiple_of(1000) || (!self.quick && done.is_multiple_of(100))) {
             eprintln!("chaos: {}: {done}/{} cycles", self.name, self.cycles);
         }
-        done < self.cycles && Instant::now() < self.deadline
+        done < self.cycles && Instant::now() < self.deadline && !super::interrupted()
     }
 
     /// Sends one request to the daemon (a fresh connection each time).
