@@ -15,9 +15,9 @@ use control::chaos::world::NETNS_PREFIXES;
 use control::topo::{self, ChildGuard};
 use serde_json::Value;
 use std::collections::BTreeSet;
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The bound on one harness run (quick mode takes about two minutes).
 const RUN_TIMEOUT: Duration = Duration::from_secs(300);
@@ -42,8 +42,8 @@ fn chaos_namespaces() -> BTreeSet<String> {
         .collect()
 }
 
-/// Runs `xswitch chaos ARGS --json`; its exit success and parsed report.
-fn chaos(args: &[&str]) -> (bool, Value, String) {
+/// Starts `xswitch chaos ARGS --json`.
+fn spawn_chaos(args: &[&str]) -> ChildGuard {
     let child = Command::new(env!("CARGO_BIN_EXE_xswitch"))
         .arg("chaos")
         .args(args)
@@ -53,14 +53,24 @@ fn chaos(args: &[&str]) -> (bool, Value, String) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn xswitch chaos");
-    let out = ChildGuard::new(child)
-        .wait_timeout(RUN_TIMEOUT)
-        .expect("xswitch chaos finished in time");
+    ChildGuard::new(child)
+}
+
+/// A finished run's exit success, parsed report and stderr.
+fn outcome(out: &Output) -> (bool, Value, String) {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let report: Value = serde_json::from_str(stdout.trim())
         .unwrap_or_else(|e| panic!("no JSON report ({e}); stdout: {stdout}\nstderr: {stderr}"));
     (out.status.success(), report, stderr)
+}
+
+/// Runs `xswitch chaos ARGS --json` to its end.
+fn chaos(args: &[&str]) -> (bool, Value, String) {
+    let out = spawn_chaos(args)
+        .wait_timeout(RUN_TIMEOUT)
+        .expect("xswitch chaos finished in time");
+    outcome(&out)
 }
 
 fn scenario<'a>(report: &'a Value, name: &str) -> &'a Value {
@@ -158,39 +168,28 @@ fn sigterm_ends_the_run_and_removes_what_it_set_up() {
     }
     let _turn = one_at_a_time();
     let before = chaos_namespaces();
-    let child = Command::new(env!("CARGO_BIN_EXE_xswitch"))
-        .args(["chaos", "--scenarios", "link-del,flow-churn"])
-        .args(["--cycles", "1000000", "--json"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn xswitch chaos");
-    let guard = ChildGuard::new(child);
+    let guard = spawn_chaos(&["--scenarios", "link-del,flow-churn", "--cycles", "1000000"]);
     // Signal it mid-scenario: once its namespaces exist and faults have
     // been running for a while.
-    let t0 = Instant::now();
+    let t0 = std::time::Instant::now();
     while chaos_namespaces().len() < before.len() + 3 {
         assert!(t0.elapsed() < Duration::from_secs(60), "no namespaces");
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_secs(3));
     topo::run(&["kill", "-TERM", &guard.id().to_string()]).unwrap();
-    let t = Instant::now();
+    let t = std::time::Instant::now();
     let out = guard
         .wait_timeout(Duration::from_secs(60))
         .expect("xswitch chaos ended after SIGTERM");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     eprintln!("ended {:?} after SIGTERM", t.elapsed());
-    assert!(!out.status.success(), "an interrupted run exited 0");
+    let (ok, report, stderr) = outcome(&out);
+    assert!(!ok, "an interrupted run exited 0");
     assert!(
         stderr.contains("interrupted by a signal: 1 of 2 scenarios ran"),
         "{stderr}"
     );
     // The scenario under way is reported; the next one never started.
-    let report: Value = serde_json::from_str(stdout.trim())
-        .unwrap_or_else(|e| panic!("no JSON report ({e}); stdout: {stdout}\nstderr: {stderr}"));
     let names: Vec<&str> = report["scenarios"]
         .as_array()
         .unwrap()
@@ -209,6 +208,7 @@ fn legacy_build_fails_the_vanishing_port_scenarios_through_the_watchdog() {
     if !privileged() {
         return;
     }
+    let _turn = one_at_a_time();
     let before = chaos_namespaces();
     let (ok, report, stderr) = chaos(&["--quick", "--scenarios", "link-del,netns-del"]);
     assert!(!ok, "a FAIL must give a non-zero exit status");
