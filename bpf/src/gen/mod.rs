@@ -289,12 +289,19 @@ pub enum GenMethod {
     PacketSocket,
 }
 
-impl std::fmt::Display for GenMethod {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+impl GenMethod {
+    /// Its name in reports (`bpf-live-frames`, `af-packet`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
             GenMethod::LiveFrames => "bpf-live-frames",
             GenMethod::PacketSocket => "af-packet",
-        })
+        }
+    }
+}
+
+impl std::fmt::Display for GenMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

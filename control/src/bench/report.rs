@@ -19,6 +19,8 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use xswitch_bpf::gen::GenMethod;
+
 use super::dut::DutKind;
 use super::latency::LatencyRecord;
 
@@ -291,7 +293,7 @@ pub fn render_table(rep: &BenchReport) -> String {
     let fallback = rep
         .runs
         .iter()
-        .filter(|r| r.gen_method != "bpf-live-frames")
+        .filter(|r| r.gen_method != GenMethod::LiveFrames.as_str())
         .count();
     if fallback > 0 {
         let _ = writeln!(
@@ -326,7 +328,7 @@ mod tests {
             offered_mpps: 4.0,
             sink_dropped_mpps: 0.0,
             gen_cpu: Some(0),
-            gen_method: "bpf-live-frames".into(),
+            gen_method: GenMethod::LiveFrames.to_string(),
             dut_cpus: vec![1],
             window_s: 2.0,
         }
